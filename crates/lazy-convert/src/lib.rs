@@ -1,0 +1,23 @@
+//! Converts OCI image layers into lazyfs lazy layers, and lazy layers back
+//! into directory trees.
+//!
+//! [`convert_layer`] streams one layer (tar, tar+gzip or tar+zstd) through
+//! parallel chunk compression into a lazy layer blob; nothing is held in
+//! memory whole. Tar entries that would escape the root (`..`, absolute
+//! names, writes beneath a symlink) are refused with an error naming them.
+//! [`unpack_layer`] applies lazy layers to a directory the way an OCI
+//! unpacker applies tar layers.
+
+mod entry;
+mod error;
+mod input;
+mod layer;
+mod pipeline;
+mod tar_path;
+mod tree;
+mod unpack;
+
+pub use error::{ConvertError, Result};
+pub use input::{LayerCompression, decompress};
+pub use layer::{ConvertOptions, ConvertedLayer, DEFAULT_CHUNK_SIZE, convert_layer};
+pub use unpack::{ChunkReader, unpack_layer};
