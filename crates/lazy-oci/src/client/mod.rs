@@ -1,0 +1,139 @@
+//! The registry client: one cheap-to-clone handle holding the HTTP
+//! connection pool, the docker credentials and the token cache.
+//!
+//! Submodules split it by concern: `transport` (retries and authentication
+//! of every request), `auth` (challenges and bearer tokens), `manifests`,
+//! `blobs` (reads) and `push` (uploads).
+
+mod auth;
+mod blobs;
+mod manifests;
+mod push;
+mod transport;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode, Url};
+
+use crate::docker_config::DockerConfig;
+use crate::{ClientOptions, OciError, Reference};
+
+pub use push::PushOutcome;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A client for OCI distribution registries.
+///
+/// Cloning is cheap and clones share connections and cached tokens.
+#[derive(Clone)]
+pub struct RegistryClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    opts: ClientOptions,
+    config: DockerConfig,
+    auth: Mutex<auth::AuthCache>,
+}
+
+impl std::fmt::Debug for RegistryClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryClient")
+            .field("opts", &self.inner.opts)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Which registry and repository a request is about, for authentication and errors.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Target<'a> {
+    /// The registry as named in the reference (credential lookup, messages).
+    pub(crate) registry: &'a str,
+    /// The host serving the API.
+    pub(crate) api_host: &'a str,
+    /// The repository, if the request is about one.
+    pub(crate) repository: Option<&'a str>,
+}
+
+impl<'a> Target<'a> {
+    pub(crate) fn of(reference: &'a Reference) -> Self {
+        Self {
+            registry: &reference.registry,
+            api_host: reference.api_host(),
+            repository: Some(&reference.repository),
+        }
+    }
+}
+
+impl RegistryClient {
+    /// Builds a client; reads the docker config for credentials.
+    pub fn new(opts: ClientOptions) -> Result<Self, OciError> {
+        let config = DockerConfig::load(opts.docker_config.as_deref())?;
+        let http = reqwest::Client::builder()
+            .user_agent(opts.user_agent.clone())
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(opts.timeout)
+            .build()
+            .map_err(|source| OciError::HttpClient { source })?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                http,
+                opts,
+                config,
+                auth: Mutex::new(auth::AuthCache::default()),
+            }),
+        })
+    }
+
+    /// The options the client was built with.
+    pub fn options(&self) -> &ClientOptions {
+        &self.inner.opts
+    }
+
+    /// Checks that `registry` (`host[:port]`, or `docker.io`) speaks the
+    /// distribution API: `GET /v2/` must succeed, authenticating if asked to.
+    pub async fn check_version(&self, registry: &str) -> Result<(), OciError> {
+        let api_host = if registry == crate::reference::DOCKER_HUB {
+            crate::reference::DOCKER_HUB_API_HOST
+        } else {
+            registry
+        };
+        let target = Target {
+            registry,
+            api_host,
+            repository: None,
+        };
+        let url = self.url(&target, "/v2/")?;
+        let call = transport::Call::new(Method::GET, url, target);
+        let response = self.send(call).await?;
+        match response.status() {
+            StatusCode::OK => Ok(()),
+            _ => Err(transport::unexpected_status(Method::GET, response).await),
+        }
+    }
+
+    /// `scheme://api_host` + `path`.
+    pub(crate) fn url(&self, target: &Target<'_>, path: &str) -> Result<Url, OciError> {
+        let insecure = self.inner.opts.is_insecure(target.registry)
+            || self.inner.opts.is_insecure(target.api_host);
+        let scheme = if insecure { "http" } else { "https" };
+        let text = format!("{scheme}://{}{path}", target.api_host);
+        Url::parse(&text).map_err(|_| OciError::InvalidReference {
+            input: text,
+            reason: "does not form a valid URL",
+        })
+    }
+
+    /// `/v2/<repository>/<kind>/<item>` for a reference.
+    pub(crate) fn repo_url(
+        &self,
+        reference: &Reference,
+        kind: &str,
+        item: &str,
+    ) -> Result<Url, OciError> {
+        let path = format!("/v2/{}/{kind}/{item}", reference.repository);
+        self.url(&Target::of(reference), &path)
+    }
+}
