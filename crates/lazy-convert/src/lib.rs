@@ -10,9 +10,13 @@
 
 mod entry;
 mod error;
+mod image;
+mod image_error;
 mod input;
 mod layer;
+mod lazy_image;
 mod pipeline;
+mod store;
 mod tar_path;
 mod tree;
 mod unpack;
@@ -21,3 +25,7 @@ pub use error::{ConvertError, Result};
 pub use input::{LayerCompression, decompress};
 pub use layer::{ConvertOptions, ConvertedLayer, DEFAULT_CHUNK_SIZE, convert_layer};
 pub use unpack::{ChunkReader, unpack_layer};
+pub use image::{CONFIG_SIZE_LIMIT, ConvertProgress, ConvertReport, NoProgress, SOURCE_ANNOTATION, convert_image};
+pub use image_error::ImageError;
+pub use lazy_image::{ImageInspection, LayerInspection, fetch_lazy_manifest, inspect_image, read_layer_meta, unpack_image};
+pub use store::ImageStore;

@@ -1,0 +1,50 @@
+//! `lazyctl`: convert, inspect and unpack lazyfs images.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use lazy_cli::{convert, init_logging, inspect, unpack};
+
+/// Manage lazyfs lazy images.
+///
+/// lazyfs starts container images without downloading them: images are
+/// converted once into lazy images (per-file, content-addressed, compressed
+/// chunks plus a small metadata section per layer) stored in any OCI registry,
+/// and mounted on demand by lazyfsd.
+#[derive(Debug, Parser)]
+#[command(name = "lazyctl", version, propagate_version = true)]
+struct Cli {
+    /// Log debug details to stderr (or set RUST_LOG).
+    #[arg(short, long, global = true)]
+    verbose: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Convert(convert::ConvertArgs),
+    Inspect(inspect::InspectArgs),
+    Unpack(unpack::UnpackArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Convert(args) => convert::run(args).await,
+            Command::Inspect(args) => inspect::run(args).await,
+            Command::Unpack(args) => unpack::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("lazyctl: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! The lazyfs command-line front ends. Each subcommand is a small module
+//! that parses nothing itself (clap does) and calls the library crates.
+
+pub mod convert;
+pub mod inspect;
+pub mod progress;
+pub mod registry_args;
+pub mod size;
+pub mod unpack;
+
+/// Sets up logging to stderr: `RUST_LOG` if set, else warnings (or debug
+/// with `verbose`).
+pub fn init_logging(verbose: bool) {
+    let default = if verbose { "debug" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}
