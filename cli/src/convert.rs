@@ -64,9 +64,15 @@ fn parse_chunk_size(text: &str) -> Result<u32, String> {
 /// Runs the conversion and prints the report.
 pub async fn run(args: ConvertArgs) -> anyhow::Result<()> {
     let client = args.registry.client()?;
-    let src = ImageStore::open(&args.src, &client).with_context(|| format!("opening {}", args.src))?;
-    let dst = ImageStore::create(&args.dst, &client).with_context(|| format!("opening {}", args.dst))?;
-    let mut opts = ConvertOptions { chunk_size: args.chunk_size, zstd_level: args.zstd_level, ..Default::default() };
+    let src =
+        ImageStore::open(&args.src, &client).with_context(|| format!("opening {}", args.src))?;
+    let dst =
+        ImageStore::create(&args.dst, &client).with_context(|| format!("opening {}", args.dst))?;
+    let mut opts = ConvertOptions {
+        chunk_size: args.chunk_size,
+        zstd_level: args.zstd_level,
+        ..Default::default()
+    };
     if let Some(threads) = args.threads {
         opts.threads = threads.max(1);
     }
@@ -77,7 +83,10 @@ pub async fn run(args: ConvertArgs) -> anyhow::Result<()> {
     let report = result.with_context(|| format!("converting {} to {}", args.src, args.dst))?;
     let seconds = started.elapsed().as_secs_f64();
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report_json(&args, &report, seconds))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report_json(&args, &report, seconds))?
+        );
     } else {
         print_report(&args, &report, seconds);
     }
@@ -130,5 +139,9 @@ fn report_json(args: &ConvertArgs, report: &ConvertReport, seconds: f64) -> serd
 
 /// `part` as a percentage of `whole` (0 when `whole` is 0).
 pub fn percent(part: u64, whole: u64) -> f64 {
-    if whole == 0 { 0.0 } else { part as f64 * 100.0 / whole as f64 }
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 * 100.0 / whole as f64
+    }
 }

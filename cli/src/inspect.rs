@@ -30,7 +30,8 @@ pub struct InspectArgs {
 /// Reads each layer's metadata (one range request per layer) and prints counts.
 pub async fn run(args: InspectArgs) -> anyhow::Result<()> {
     let client = args.registry.client()?;
-    let store = ImageStore::open(&args.image, &client).with_context(|| format!("opening {}", args.image))?;
+    let store = ImageStore::open(&args.image, &client)
+        .with_context(|| format!("opening {}", args.image))?;
     let inspection = inspect_image(&store, &args.image.to_string())
         .await
         .with_context(|| format!("inspecting {}", args.image))?;

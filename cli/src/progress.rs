@@ -18,9 +18,11 @@ impl ConvertBar {
             bar.set_draw_target(ProgressDrawTarget::hidden());
         }
         bar.set_style(
-            ProgressStyle::with_template("{msg:16} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-                .expect("valid template")
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "{msg:16} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
         );
         Self { bar }
     }
@@ -51,7 +53,11 @@ impl ConvertProgress for ConvertBar {
     }
 
     fn layer_done(&self, index: usize, layer: &ConvertedLayer) {
-        self.bar.println(format!("layer {}: {} converted", index + 1, short(&layer.digest)));
+        self.bar.println(format!(
+            "layer {}: {} converted",
+            index + 1,
+            short(&layer.digest)
+        ));
     }
 }
 

@@ -11,7 +11,13 @@ use lazy_oci::{ClientOptions, RegistryClient};
 pub struct RegistryArgs {
     /// Use plain HTTP (no TLS) for this registry host ("host" or "host:port").
     /// Repeat for several hosts.
-    #[arg(long = "insecure", value_name = "HOST", env = "LAZYFS_INSECURE", value_delimiter = ',', global = true)]
+    #[arg(
+        long = "insecure",
+        value_name = "HOST",
+        env = "LAZYFS_INSECURE",
+        value_delimiter = ',',
+        global = true
+    )]
     pub insecure: Vec<String>,
 
     /// Timeout of one registry request, in seconds.

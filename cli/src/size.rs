@@ -18,9 +18,13 @@ pub fn human(bytes: u64) -> String {
 /// Parses `4096`, `512K`, `512KiB`, `1M`, `1MiB`, `2G` (binary units).
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
-    let number: u64 = digits.parse().map_err(|_| format!("invalid size {text:?}: expected e.g. 512K or 1M"))?;
+    let number: u64 = digits
+        .parse()
+        .map_err(|_| format!("invalid size {text:?}: expected e.g. 512K or 1M"))?;
     let shift = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 0,
         "k" | "kb" | "kib" => 10,
@@ -28,7 +32,9 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "g" | "gb" | "gib" => 30,
         _ => return Err(format!("invalid size unit in {text:?}: use K, M or G")),
     };
-    number.checked_mul(1u64 << shift).ok_or_else(|| format!("size {text:?} is too large"))
+    number
+        .checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("size {text:?} is too large"))
 }
 
 #[cfg(test)]

@@ -29,7 +29,8 @@ pub struct UnpackArgs {
 /// Downloads every layer (verified) and applies them in order.
 pub async fn run(args: UnpackArgs) -> anyhow::Result<()> {
     let client = args.registry.client()?;
-    let store = ImageStore::open(&args.image, &client).with_context(|| format!("opening {}", args.image))?;
+    let store = ImageStore::open(&args.image, &client)
+        .with_context(|| format!("opening {}", args.image))?;
     let done = unpack_image(&store, &args.image.to_string(), &args.dir)
         .await
         .with_context(|| format!("unpacking {} into {}", args.image, args.dir.display()))?;

@@ -14,16 +14,42 @@ use lazy_testkit::tree::{diff_trees, summarize};
 /// hard cases (so an empty comparison cannot pass).
 fn assert_same_tree(expected: &std::path::Path, actual: &std::path::Path) {
     let reference = summarize(expected).expect("summarize reference");
-    let entry = |p: &[u8]| reference.get(p).unwrap_or_else(|| panic!("reference lacks {:?}", String::from_utf8_lossy(p)));
-    assert!(entry(b"bin/ping-like").xattrs.iter().any(|(n, _)| n == b"security.capability"));
+    let entry = |p: &[u8]| {
+        reference
+            .get(p)
+            .unwrap_or_else(|| panic!("reference lacks {:?}", String::from_utf8_lossy(p)))
+    };
+    assert!(
+        entry(b"bin/ping-like")
+            .xattrs
+            .iter()
+            .any(|(n, _)| n == b"security.capability")
+    );
     assert!(entry(b"dev/null").content.starts_with("rdev"));
-    assert_eq!(entry(b"data/hardlink-to-big").hardlinks, vec![b"data/big.bin".to_vec()]);
+    assert_eq!(
+        entry(b"data/hardlink-to-big").hardlinks,
+        vec![b"data/big.bin".to_vec()]
+    );
     assert!(entry(b"data/latin1-\xe9\xff").mode & 0o777 == 0o644);
-    assert_eq!(entry(b"data/nanotime").mtime, Some((1_700_000_000, 123_456_789)));
-    assert!(!reference.contains_key(&b"data/deleted"[..]), "whiteout applied");
-    assert!(!reference.contains_key(&b"data/opaque/lower"[..]), "opaque dir applied");
+    assert_eq!(
+        entry(b"data/nanotime").mtime,
+        Some((1_700_000_000, 123_456_789))
+    );
+    assert!(
+        !reference.contains_key(&b"data/deleted"[..]),
+        "whiteout applied"
+    );
+    assert!(
+        !reference.contains_key(&b"data/opaque/lower"[..]),
+        "opaque dir applied"
+    );
     let diffs = diff_trees(expected, actual).expect("compare trees");
-    assert!(diffs.is_empty(), "{} differences:\n{}", diffs.len(), diffs.join("\n"));
+    assert!(
+        diffs.is_empty(),
+        "{} differences:\n{}",
+        diffs.len(),
+        diffs.join("\n")
+    );
 }
 
 #[test]
@@ -40,18 +66,36 @@ fn privileged_registry_round_trip_matches_umoci() {
     let lazy = format!("{host}/sample:lazy");
     lazyctl_ok(&["convert", "--insecure", &host, &source, &lazy]);
     let unpacked = work.path().join("lazy-rootfs");
-    lazyctl_ok(&["unpack", "--insecure", &host, &lazy, unpacked.to_str().unwrap()]);
+    lazyctl_ok(&[
+        "unpack",
+        "--insecure",
+        &host,
+        &lazy,
+        unpacked.to_str().unwrap(),
+    ]);
     let reference = work.path().join("umoci-rootfs");
     umoci_unpack(&src, "v1", &reference);
     assert_same_tree(&reference, &unpacked);
 
-    let report: serde_json::Value =
-        serde_json::from_str(&lazyctl_ok(&["inspect", "--json", "--insecure", &host, &lazy])).unwrap();
+    let report: serde_json::Value = serde_json::from_str(&lazyctl_ok(&[
+        "inspect",
+        "--json",
+        "--insecure",
+        &host,
+        &lazy,
+    ]))
+    .unwrap();
     let layers = report["layers"].as_array().unwrap();
     assert_eq!(layers.len(), 2);
     let base = &layers[0]["stats"];
-    assert!(base["unique_chunks"].as_u64() < base["chunk_refs"].as_u64(), "duplicate files share chunks: {base}");
-    assert!(report["totals"]["files"].as_u64().unwrap() >= 20, "{report}");
+    assert!(
+        base["unique_chunks"].as_u64() < base["chunk_refs"].as_u64(),
+        "duplicate files share chunks: {base}"
+    );
+    assert!(
+        report["totals"]["files"].as_u64().unwrap() >= 20,
+        "{report}"
+    );
 }
 
 #[test]
@@ -63,10 +107,20 @@ fn privileged_layout_round_trip_for_every_compression() {
     write_sample_image(&gzip_src, "v1", TestCompression::Gzip).unwrap();
     let reference = work.path().join("umoci-rootfs");
     umoci_unpack(&gzip_src, "v1", &reference);
-    for (i, compression) in [TestCompression::None, TestCompression::Gzip, TestCompression::Zstd].into_iter().enumerate() {
+    for (i, compression) in [
+        TestCompression::None,
+        TestCompression::Gzip,
+        TestCompression::Zstd,
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let src = work.path().join(format!("src-{i}"));
         write_sample_image(&src, "v1", compression).unwrap();
-        let lazy = format!("oci:{}:lazy", work.path().join(format!("dst-{i}")).display());
+        let lazy = format!(
+            "oci:{}:lazy",
+            work.path().join(format!("dst-{i}")).display()
+        );
         lazyctl_ok(&["convert", &format!("oci:{}:v1", src.display()), &lazy]);
         let unpacked = work.path().join(format!("lazy-rootfs-{i}"));
         lazyctl_ok(&["unpack", &lazy, unpacked.to_str().unwrap()]);

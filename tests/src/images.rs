@@ -29,18 +29,30 @@ const CAP_NET_BIND: &[u8] = &[0, 0, 0, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
 
 /// Base layer: busybox and one of every entry kind.
 pub fn base_layer() -> Result<Vec<u8>> {
-    let busybox = std::fs::read("/bin/busybox").context("reading /bin/busybox (apt-get install busybox-static)")?;
+    let busybox = std::fs::read("/bin/busybox")
+        .context("reading /bin/busybox (apt-get install busybox-static)")?;
     let big = noise(BIG_FILE_LEN, 42);
     let long_name = format!("data/{}", "long-name-".repeat(20));
     let long_target = format!("../{}", "far/".repeat(40));
     let mut t = TarLayer::new();
-    t.dir("./", 0o755).dir("bin", 0o755).dir("etc", 0o755).dir("data", 0o755).dir("dev", 0o755);
-    t.dir("tmp", 0o1777).dir("var", 0o755).dir("var/cache", 0o755).dir("var/cache/app", 0o700);
+    t.dir("./", 0o755)
+        .dir("bin", 0o755)
+        .dir("etc", 0o755)
+        .dir("data", 0o755)
+        .dir("dev", 0o755);
+    t.dir("tmp", 0o1777)
+        .dir("var", 0o755)
+        .dir("var/cache", 0o755)
+        .dir("var/cache/app", 0o700);
     t.file(b"bin/busybox", &busybox, 0o755);
     for applet in ["sh", "ls", "cat", "echo"] {
         t.symlink(format!("bin/{applet}").as_bytes(), b"busybox");
     }
-    t.file(b"etc/passwd", b"root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000::/home/user:/bin/sh\n", 0o644);
+    t.file(
+        b"etc/passwd",
+        b"root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000::/home/user:/bin/sh\n",
+        0o644,
+    );
     t.file(b"etc/motd", b"welcome to the lazy test image\n", 0o644);
     t.file(b"data/big.bin", &big, 0o644);
     t.file(b"data/dup-a.txt", &[b'a'; 70_000], 0o644);
@@ -57,15 +69,22 @@ pub fn base_layer() -> Result<Vec<u8>> {
     t.file(long_name.as_bytes(), b"long name\n", 0o644);
     t.file("data/café-日本語.txt".as_bytes(), b"unicode\n", 0o644);
     t.file(b"data/latin1-\xe9\xff", b"not utf-8\n", 0o644);
-    t.device("dev/null", false, 1, 3).device("dev/loop0", true, 7, 0).fifo("data/fifo");
-    t.pax(&[("SCHILY.xattr.user.comment", b"hello xattr"), ("SCHILY.xattr.user.bin", &[0, 1, 2, 255])]);
+    t.device("dev/null", false, 1, 3)
+        .device("dev/loop0", true, 7, 0)
+        .fifo("data/fifo");
+    t.pax(&[
+        ("SCHILY.xattr.user.comment", b"hello xattr"),
+        ("SCHILY.xattr.user.bin", &[0, 1, 2, 255]),
+    ]);
     t.file(b"data/with-xattrs", b"x\n", 0o644);
     t.pax(&[("SCHILY.xattr.security.capability", CAP_NET_BIND)]);
     t.file(b"bin/ping-like", b"cap\n", 0o755);
     t.pax(&[("mtime", b"1700000000.123456789")]);
     t.file(b"data/nanotime", b"t\n", 0o644);
-    t.dir("data/replace-me", 0o755).file(b"data/replace-me/old", b"old\n", 0o644);
-    t.dir("data/opaque", 0o755).file(b"data/opaque/lower", b"lower\n", 0o644);
+    t.dir("data/replace-me", 0o755)
+        .file(b"data/replace-me/old", b"old\n", 0o644);
+    t.dir("data/opaque", 0o755)
+        .file(b"data/opaque/lower", b"lower\n", 0o644);
     t.file(b"data/deleted", b"to be deleted\n", 0o644);
     t.file(b"etc/changed", b"version 1\n", 0o644);
     Ok(t.finish())
@@ -81,7 +100,8 @@ pub fn upper_layer() -> Vec<u8> {
     t.dir("data/opaque", 0o750).opaque("data/opaque");
     t.file(b"data/opaque/upper", b"upper\n", 0o644);
     t.file(b"etc/changed", b"version 2\n", 0o600);
-    t.dir("srv", 0o755).file(b"srv/new", &noise(300_000, 7), 0o644);
+    t.dir("srv", 0o755)
+        .file(b"srv/new", &noise(300_000, 7), 0o644);
     t.finish()
 }
 

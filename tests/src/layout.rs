@@ -75,7 +75,12 @@ pub fn write_blob(dir: &Path, data: &[u8]) -> Result<String> {
 /// Writes an OCI layout at `dir` holding one linux/amd64 image tagged `tag`
 /// with the given uncompressed tar layers, bottom first. Returns the
 /// manifest digest.
-pub fn write_oci_image(dir: &Path, tag: &str, layers: &[Vec<u8>], compression: TestCompression) -> Result<String> {
+pub fn write_oci_image(
+    dir: &Path,
+    tag: &str,
+    layers: &[Vec<u8>],
+    compression: TestCompression,
+) -> Result<String> {
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
     let mut descriptors = Vec::new();

@@ -10,6 +10,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
+mod token_issuer;
+
+use token_issuer::TokenIssuer;
+pub use token_issuer::{ISSUER as TOKEN_ISSUER, SERVICE as TOKEN_SERVICE};
+
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 const POLL_INTERVAL: Duration = Duration::from_millis(25);
 
@@ -22,20 +27,35 @@ pub struct TestRegistry {
     log: PathBuf,
     port: u16,
     child: Option<Child>,
+    token_issuer: Option<TokenIssuer>,
+}
+
+/// How a test registry authenticates clients.
+enum Auth<'a> {
+    Anonymous,
+    Htpasswd { user: &'a str, password: &'a str },
+    Token { user: &'a str, password: &'a str },
 }
 
 impl TestRegistry {
     /// Starts an anonymous registry (pull and push without credentials).
     pub fn start() -> anyhow::Result<Self> {
-        Self::start_inner(None)
+        Self::start_inner(Auth::Anonymous)
     }
 
     /// Starts a registry that requires HTTP Basic authentication as `user`/`password`.
     pub fn start_with_htpasswd(user: &str, password: &str) -> anyhow::Result<Self> {
-        Self::start_inner(Some((user, password)))
+        Self::start_inner(Auth::Htpasswd { user, password })
     }
 
-    fn start_inner(auth: Option<(&str, &str)>) -> anyhow::Result<Self> {
+    /// Starts a registry with token authentication (`Bearer` challenges) and
+    /// a token server that grants `user`/`password` what they ask for and
+    /// anonymous clients nothing.
+    pub fn start_with_token_auth(user: &str, password: &str) -> anyhow::Result<Self> {
+        Self::start_inner(Auth::Token { user, password })
+    }
+
+    fn start_inner(auth: Auth<'_>) -> anyhow::Result<Self> {
         crate::require_program("docker-registry", "docker-registry")?;
         let dir = tempfile::Builder::new()
             .prefix("lazy-registry-")
@@ -44,15 +64,27 @@ impl TestRegistry {
         let storage = dir.path().join("storage");
         std::fs::create_dir(&storage).context("creating registry storage dir")?;
         let port = free_port()?;
+        let mut token_issuer = None;
         let auth_section = match auth {
-            Some((user, password)) => {
+            Auth::Anonymous => String::new(),
+            Auth::Htpasswd { user, password } => {
                 let path = write_htpasswd(dir.path(), user, password)?;
                 format!(
                     "auth:\n  htpasswd:\n    realm: lazyfs-test\n    path: {}\n",
                     path.display()
                 )
             }
-            None => String::new(),
+            Auth::Token { user, password } => {
+                let issuer = TokenIssuer::start(dir.path(), user, password)?;
+                let section = format!(
+                    "auth:\n  token:\n    realm: {}\n    service: {TOKEN_SERVICE}\n    \
+                     issuer: {TOKEN_ISSUER}\n    rootcertbundle: {}\n",
+                    issuer.realm(),
+                    issuer.cert_pem().display()
+                );
+                token_issuer = Some(issuer);
+                section
+            }
         };
         let config = dir.path().join("config.yml");
         let text = format!(
@@ -71,6 +103,7 @@ impl TestRegistry {
             config,
             port,
             child: None,
+            token_issuer,
         };
         registry.spawn()?;
         Ok(registry)
@@ -177,6 +210,11 @@ impl TestRegistry {
     /// line per request (`"PATCH /v2/… HTTP/1.1" 202 …`).
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// How many requests the token server answered (0 without token auth).
+    pub fn token_requests(&self) -> usize {
+        self.token_issuer.as_ref().map_or(0, TokenIssuer::requests)
     }
 
     /// The temp dir holding config, storage and log.

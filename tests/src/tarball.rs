@@ -23,7 +23,9 @@ impl Default for TarLayer {
 impl TarLayer {
     /// An empty layer.
     pub fn new() -> Self {
-        Self { builder: tar::Builder::new(Vec::new()) }
+        Self {
+            builder: tar::Builder::new(Vec::new()),
+        }
     }
 
     fn header(kind: EntryType, mode: u32, owner: (u64, u64)) -> Header {
@@ -39,13 +41,19 @@ impl TarLayer {
 
     fn append(&mut self, mut h: Header, path: &[u8], data: &[u8]) -> &mut Self {
         h.set_size(data.len() as u64);
-        self.builder.append_data(&mut h, OsStr::from_bytes(path), data).expect("append to in-memory tar");
+        self.builder
+            .append_data(&mut h, OsStr::from_bytes(path), data)
+            .expect("append to in-memory tar");
         self
     }
 
     /// A directory.
     pub fn dir(&mut self, path: &str, mode: u32) -> &mut Self {
-        self.append(Self::header(EntryType::Directory, mode, (0, 0)), path.as_bytes(), b"")
+        self.append(
+            Self::header(EntryType::Directory, mode, (0, 0)),
+            path.as_bytes(),
+            b"",
+        )
     }
 
     /// A regular file owned by root.
@@ -54,7 +62,13 @@ impl TarLayer {
     }
 
     /// A regular file with an owner.
-    pub fn file_owned(&mut self, path: &[u8], data: &[u8], mode: u32, owner: (u64, u64)) -> &mut Self {
+    pub fn file_owned(
+        &mut self,
+        path: &[u8],
+        data: &[u8],
+        mode: u32,
+        owner: (u64, u64),
+    ) -> &mut Self {
         self.append(Self::header(EntryType::Regular, mode, owner), path, data)
     }
 
@@ -78,7 +92,11 @@ impl TarLayer {
 
     /// A character (`block == false`) or block device.
     pub fn device(&mut self, path: &str, block: bool, major: u32, minor: u32) -> &mut Self {
-        let kind = if block { EntryType::Block } else { EntryType::Char };
+        let kind = if block {
+            EntryType::Block
+        } else {
+            EntryType::Char
+        };
         let mut h = Self::header(kind, 0o660, (0, 6));
         h.set_device_major(major).expect("device major");
         h.set_device_minor(minor).expect("device minor");
@@ -87,18 +105,28 @@ impl TarLayer {
 
     /// A named pipe.
     pub fn fifo(&mut self, path: &str) -> &mut Self {
-        self.append(Self::header(EntryType::Fifo, 0o644, (0, 0)), path.as_bytes(), b"")
+        self.append(
+            Self::header(EntryType::Fifo, 0o644, (0, 0)),
+            path.as_bytes(),
+            b"",
+        )
     }
 
     /// PAX records (xattrs as `SCHILY.xattr.*`, `mtime`) for the next entry.
     pub fn pax(&mut self, records: &[(&str, &[u8])]) -> &mut Self {
-        self.builder.append_pax_extensions(records.iter().map(|(k, v)| (*k, *v))).expect("append pax");
+        self.builder
+            .append_pax_extensions(records.iter().map(|(k, v)| (*k, *v)))
+            .expect("append pax");
         self
     }
 
     /// `.wh.NAME`: deletes `dir/NAME` from lower layers.
     pub fn whiteout(&mut self, dir: &str, name: &str) -> &mut Self {
-        let path = if dir.is_empty() { format!(".wh.{name}") } else { format!("{dir}/.wh.{name}") };
+        let path = if dir.is_empty() {
+            format!(".wh.{name}")
+        } else {
+            format!("{dir}/.wh.{name}")
+        };
         self.file(path.as_bytes(), b"", 0o644)
     }
 

@@ -58,7 +58,12 @@ fn walk(
     children.sort_by_key(|c| c.file_name());
     for child in children {
         let path = child.path();
-        let rel = path.strip_prefix(root).expect("under root").as_os_str().as_bytes().to_vec();
+        let rel = path
+            .strip_prefix(root)
+            .expect("under root")
+            .as_os_str()
+            .as_bytes()
+            .to_vec();
         let meta = fs::symlink_metadata(&path)?;
         let ft = meta.file_type();
         let content = if ft.is_file() {
@@ -81,7 +86,10 @@ fn walk(
             String::new()
         };
         if ft.is_file() {
-            inodes.entry((meta.dev(), meta.ino())).or_default().push(rel.clone());
+            inodes
+                .entry((meta.dev(), meta.ino()))
+                .or_default()
+                .push(rel.clone());
         }
         let mut xattrs = Vec::new();
         for name in xattr::list(&path)? {
@@ -118,7 +126,9 @@ pub fn diff_trees(expected: &Path, actual: &Path) -> Result<Vec<String>> {
     for (path, ea) in &a {
         match b.get(path) {
             None => diffs.push(format!("{}: missing", show(path))),
-            Some(eb) if eb != ea => diffs.push(format!("{}: expected {ea:?}, got {eb:?}", show(path))),
+            Some(eb) if eb != ea => {
+                diffs.push(format!("{}: expected {ea:?}, got {eb:?}", show(path)))
+            }
             Some(_) => {}
         }
     }

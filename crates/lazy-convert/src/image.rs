@@ -3,7 +3,9 @@
 use std::io::{BufWriter, Read};
 use std::sync::Arc;
 
-use lazy_format::{FORMAT_ANNOTATION, LAYER_MEDIA_TYPE, META_LENGTH_ANNOTATION, META_OFFSET_ANNOTATION};
+use lazy_format::{
+    FORMAT_ANNOTATION, LAYER_MEDIA_TYPE, META_LENGTH_ANNOTATION, META_OFFSET_ANNOTATION,
+};
 use lazy_oci::{OCI_MANIFEST, spec::Descriptor};
 use serde_json::{Value, json};
 use tokio_util::io::SyncIoBridge;
@@ -63,18 +65,28 @@ pub async fn convert_image(
     let source = src.fetch_manifest().await?;
     let annotations = source.manifest.annotations().clone().unwrap_or_default();
     if annotations.contains_key(FORMAT_ANNOTATION) {
-        return Err(ImageError::AlreadyLazy { image: name.to_owned() });
+        return Err(ImageError::AlreadyLazy {
+            image: name.to_owned(),
+        });
     }
     let config_desc = source.manifest.config();
-    let config_bytes = src.fetch_blob(config_desc.digest().as_ref(), CONFIG_SIZE_LIMIT).await?;
+    let config_bytes = src
+        .fetch_blob(config_desc.digest().as_ref(), CONFIG_SIZE_LIMIT)
+        .await?;
     let mut config: Value = serde_json::from_slice(&config_bytes)
         .map_err(|e| malformed(name, format!("config is not JSON: {e}")))?;
     let layer_descs = source.manifest.layers();
-    let diff_ids = config.pointer("/rootfs/diff_ids").and_then(Value::as_array).map_or(0, Vec::len);
+    let diff_ids = config
+        .pointer("/rootfs/diff_ids")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
     if diff_ids != layer_descs.len() {
         return Err(malformed(
             name,
-            format!("config lists {diff_ids} diff_ids for {} layers", layer_descs.len()),
+            format!(
+                "config lists {diff_ids} diff_ids for {} layers",
+                layer_descs.len()
+            ),
         ));
     }
 
@@ -146,13 +158,27 @@ async fn convert_one(
     let temp = tempfile::Builder::new()
         .prefix(".lazyfs-convert-")
         .tempfile_in(&temp_dir)
-        .map_err(|source| ImageError::Io { path: temp_dir.clone(), source })?;
-    let out = temp.reopen().map_err(|source| ImageError::Io { path: temp.path().to_owned(), source })?;
+        .map_err(|source| ImageError::Io {
+            path: temp_dir.clone(),
+            source,
+        })?;
+    let out = temp.reopen().map_err(|source| ImageError::Io {
+        path: temp.path().to_owned(),
+        source,
+    })?;
     let opts = opts.clone();
     let layer_name = digest.clone();
     let converted = tokio::task::spawn_blocking(move || {
-        let input = Counting { inner: SyncIoBridge::new(stream), progress };
-        convert_layer(input, BufWriter::with_capacity(1 << 20, out), &opts, &layer_name)
+        let input = Counting {
+            inner: SyncIoBridge::new(stream),
+            progress,
+        };
+        convert_layer(
+            input,
+            BufWriter::with_capacity(1 << 20, out),
+            &opts,
+            &layer_name,
+        )
     })
     .await
     .expect("conversion thread panicked")?;
@@ -172,12 +198,19 @@ fn check_layer_type(image: &str, desc: &Descriptor) -> Result<(), ImageError> {
     if readable.contains(&media_type.as_str()) && desc.urls().as_ref().is_none_or(Vec::is_empty) {
         Ok(())
     } else {
-        Err(ImageError::UnsupportedLayer { image: image.to_owned(), digest: desc.digest().to_string(), media_type })
+        Err(ImageError::UnsupportedLayer {
+            image: image.to_owned(),
+            digest: desc.digest().to_string(),
+            media_type,
+        })
     }
 }
 
 fn malformed(image: &str, reason: String) -> ImageError {
-    ImageError::Malformed { image: image.to_owned(), reason }
+    ImageError::Malformed {
+        image: image.to_owned(),
+        reason,
+    }
 }
 
 /// Reports bytes read to the progress listener.

@@ -15,13 +15,21 @@ pub enum LayerCompression {
 
 /// Wraps `input` in the decoder its first bytes call for. Sniffing rather
 /// than trusting the media type copes with registries that mislabel layers.
-pub fn decompress<'a, R: Read + 'a>(input: R) -> io::Result<(LayerCompression, Box<dyn Read + 'a>)> {
+pub fn decompress<'a, R: Read + 'a>(
+    input: R,
+) -> io::Result<(LayerCompression, Box<dyn Read + 'a>)> {
     let mut buffered = BufReader::with_capacity(256 * 1024, input);
     let head = buffered.fill_buf()?;
     Ok(if head.starts_with(&[0x1f, 0x8b]) {
-        (LayerCompression::Gzip, Box::new(flate2::bufread::MultiGzDecoder::new(buffered)))
+        (
+            LayerCompression::Gzip,
+            Box::new(flate2::bufread::MultiGzDecoder::new(buffered)),
+        )
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        (LayerCompression::Zstd, Box::new(zstd::stream::read::Decoder::with_buffer(buffered)?))
+        (
+            LayerCompression::Zstd,
+            Box::new(zstd::stream::read::Decoder::with_buffer(buffered)?),
+        )
     } else {
         (LayerCompression::None, Box::new(buffered))
     })
@@ -53,7 +61,11 @@ mod tests {
         gz.write_all(&plain).unwrap();
         let gz = gz.finish().unwrap();
         let zst = zstd::encode_all(&plain[..], 3).unwrap();
-        for (bytes, kind) in [(plain.clone(), LayerCompression::None), (gz, LayerCompression::Gzip), (zst, LayerCompression::Zstd)] {
+        for (bytes, kind) in [
+            (plain.clone(), LayerCompression::None),
+            (gz, LayerCompression::Gzip),
+            (zst, LayerCompression::Zstd),
+        ] {
             let (found, mut reader) = decompress(&bytes[..]).unwrap();
             assert_eq!(found, kind);
             let mut out = Vec::new();

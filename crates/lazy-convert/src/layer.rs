@@ -62,10 +62,20 @@ pub fn convert_layer<R: Read, W: Write + Send>(
     opts: &ConvertOptions,
     layer: &str,
 ) -> Result<ConvertedLayer> {
-    let read_err = |source| ConvertError::Read { layer: layer.to_owned(), source };
-    let write_err = |source| ConvertError::Write { layer: layer.to_owned(), source };
+    let read_err = |source| ConvertError::Read {
+        layer: layer.to_owned(),
+        source,
+    };
+    let write_err = |source| ConvertError::Write {
+        layer: layer.to_owned(),
+        source,
+    };
     let (_, tar_stream) = decompress(input).map_err(read_err)?;
-    let out = HashingWriter { inner: out, hasher: Sha256::new(), written: 0 };
+    let out = HashingWriter {
+        inner: out,
+        hasher: Sha256::new(),
+        written: 0,
+    };
 
     std::thread::scope(|scope| {
         let mut pipeline = ChunkPipeline::start(scope, out, opts.threads, opts.zstd_level);
@@ -81,7 +91,11 @@ fn finish_blob<W: Write>(
     written: WrittenChunks<HashingWriter<W>>,
     layer: &str,
 ) -> Result<ConvertedLayer> {
-    let WrittenChunks { table, index_of_seq, mut out } = written;
+    let WrittenChunks {
+        table,
+        index_of_seq,
+        mut out,
+    } = written;
     let meta_offset = table.data_len();
     let mut entries = tree.into_entries();
     for entry in &mut entries {
@@ -91,12 +105,20 @@ fn finish_blob<W: Write>(
             }
         }
     }
-    let meta = LayerMeta { entries, chunks: table.into_records() };
-    let tail = encode_tail(&meta, meta_offset)
-        .map_err(|source| ConvertError::Format { layer: layer.to_owned(), source })?;
+    let meta = LayerMeta {
+        entries,
+        chunks: table.into_records(),
+    };
+    let tail = encode_tail(&meta, meta_offset).map_err(|source| ConvertError::Format {
+        layer: layer.to_owned(),
+        source,
+    })?;
     out.write_all(&tail.bytes)
         .and_then(|()| out.inner.flush())
-        .map_err(|source| ConvertError::Write { layer: layer.to_owned(), source })?;
+        .map_err(|source| ConvertError::Write {
+            layer: layer.to_owned(),
+            source,
+        })?;
     Ok(ConvertedLayer {
         digest: format!("sha256:{}", hex::encode(out.hasher.finalize())),
         size: out.written,
@@ -115,27 +137,36 @@ fn read_tar<'s, W: Write + Send + 's>(
     opts: &ConvertOptions,
     layer: &str,
 ) -> Result<LayerTree> {
-    let read_err = |source| ConvertError::Read { layer: layer.to_owned(), source };
+    let read_err = |source| ConvertError::Read {
+        layer: layer.to_owned(),
+        source,
+    };
     let mut archive = tar::Archive::new(tar_stream);
     let mut tree = LayerTree::default();
     let mut buf = vec![0u8; opts.chunk_size as usize];
     for item in archive.entries().map_err(read_err)? {
         let mut item = item.map_err(read_err)?;
         let raw_name = item.path_bytes().into_owned();
-        let unsafe_entry =
-            |reason: String| ConvertError::UnsafeEntry { layer: layer.to_owned(), entry: lossy(&raw_name), reason };
-        let Some(EntryHeader { entry, content }) = read_header(&mut item, layer).map_err(|e| e.named(&raw_name))?
+        let unsafe_entry = |reason: String| ConvertError::UnsafeEntry {
+            layer: layer.to_owned(),
+            entry: lossy(&raw_name),
+            reason,
+        };
+        let Some(EntryHeader { entry, content }) =
+            read_header(&mut item, layer).map_err(|e| e.named(&raw_name))?
         else {
             continue;
         };
         let entry = match classify(&raw_name).map_err(|r| unsafe_entry(r.to_owned()))? {
             TarName::AufsMeta => continue,
             TarName::Whiteout(path) => {
-                tree.whiteout(path, entry).map_err(|e| tree_error(e, &unsafe_entry))?;
+                tree.whiteout(path, entry)
+                    .map_err(|e| tree_error(e, &unsafe_entry))?;
                 continue;
             }
             TarName::Opaque(dir) => {
-                tree.opaque(dir, entry).map_err(|e| tree_error(e, &unsafe_entry))?;
+                tree.opaque(dir, entry)
+                    .map_err(|e| tree_error(e, &unsafe_entry))?;
                 continue;
             }
             TarName::Entry(path) => lazy_format::Entry { path, ..entry },
@@ -157,11 +188,15 @@ fn read_tar<'s, W: Write + Send + 's>(
                     break;
                 }
             }
-            lazy_format::Entry { kind: EntryKind::File { size, chunks }, ..entry }
+            lazy_format::Entry {
+                kind: EntryKind::File { size, chunks },
+                ..entry
+            }
         } else {
             entry
         };
-        tree.insert(entry).map_err(|e| tree_error(e, &unsafe_entry))?;
+        tree.insert(entry)
+            .map_err(|e| tree_error(e, &unsafe_entry))?;
     }
     // Drain trailing padding so a verifying reader sees the end of the blob.
     io::copy(&mut archive.into_inner(), &mut io::sink()).map_err(read_err)?;
@@ -174,9 +209,9 @@ fn tree_error(err: TreeError, unsafe_entry: &dyn Fn(String) -> ConvertError) -> 
             "lies beneath {:?}, which is not a directory (a symlink would let it escape the root)",
             lossy(&ancestor)
         )),
-        TreeError::BadHardlinkTarget => {
-            unsafe_entry("hardlink target is not an earlier non-directory entry of this layer".into())
-        }
+        TreeError::BadHardlinkTarget => unsafe_entry(
+            "hardlink target is not an earlier non-directory entry of this layer".into(),
+        ),
     }
 }
 

@@ -22,10 +22,15 @@ mod tree;
 mod unpack;
 
 pub use error::{ConvertError, Result};
+pub use image::{
+    CONFIG_SIZE_LIMIT, ConvertProgress, ConvertReport, NoProgress, SOURCE_ANNOTATION, convert_image,
+};
+pub use image_error::ImageError;
 pub use input::{LayerCompression, decompress};
 pub use layer::{ConvertOptions, ConvertedLayer, DEFAULT_CHUNK_SIZE, convert_layer};
-pub use unpack::{ChunkReader, unpack_layer};
-pub use image::{CONFIG_SIZE_LIMIT, ConvertProgress, ConvertReport, NoProgress, SOURCE_ANNOTATION, convert_image};
-pub use image_error::ImageError;
-pub use lazy_image::{ImageInspection, LayerInspection, fetch_lazy_manifest, inspect_image, read_layer_meta, unpack_image};
+pub use lazy_image::{
+    ImageInspection, LayerInspection, fetch_lazy_manifest, inspect_image, read_layer_meta,
+    unpack_image,
+};
 pub use store::ImageStore;
+pub use unpack::{ChunkReader, unpack_layer};

@@ -30,7 +30,12 @@ pub(crate) struct ChunkPipeline<'scope, W> {
 
 impl<'scope, W: Write + Send + 'scope> ChunkPipeline<'scope, W> {
     /// Starts `threads` compression workers and the writer inside `scope`.
-    pub(crate) fn start<'env>(scope: &'scope Scope<'scope, 'env>, out: W, threads: usize, level: i32) -> Self {
+    pub(crate) fn start<'env>(
+        scope: &'scope Scope<'scope, 'env>,
+        out: W,
+        threads: usize,
+        level: i32,
+    ) -> Self {
         let threads = threads.max(1);
         // Bounded queues keep memory at a few chunks per worker.
         let (jobs, job_rx) = sync_channel::<(ChunkSeq, Vec<u8>)>(threads * 2);
@@ -45,7 +50,12 @@ impl<'scope, W: Write + Send + 'scope> ChunkPipeline<'scope, W> {
             .collect();
         drop(done_tx);
         let writer = scope.spawn(move || write_in_order(done_rx, out));
-        Self { jobs, workers, writer, next_seq: 0 }
+        Self {
+            jobs,
+            workers,
+            writer,
+            next_seq: 0,
+        }
     }
 
     /// Queues one chunk; blocks while the workers are busy. An error means
@@ -71,7 +81,11 @@ impl<'scope, W: Write + Send + 'scope> ChunkPipeline<'scope, W> {
 #[derive(Debug)]
 pub(crate) struct PipelineClosed;
 
-fn compress_jobs(jobs: &Mutex<Receiver<(ChunkSeq, Vec<u8>)>>, done: &SyncSender<(ChunkSeq, EncodedChunk)>, level: i32) {
+fn compress_jobs(
+    jobs: &Mutex<Receiver<(ChunkSeq, Vec<u8>)>>,
+    done: &SyncSender<(ChunkSeq, EncodedChunk)>,
+    level: i32,
+) {
     loop {
         let job = jobs.lock().expect("job queue lock").recv();
         let Ok((seq, data)) = job else { return };
@@ -81,7 +95,10 @@ fn compress_jobs(jobs: &Mutex<Receiver<(ChunkSeq, Vec<u8>)>>, done: &SyncSender<
     }
 }
 
-fn write_in_order<W: Write>(done: Receiver<(ChunkSeq, EncodedChunk)>, mut out: W) -> io::Result<WrittenChunks<W>> {
+fn write_in_order<W: Write>(
+    done: Receiver<(ChunkSeq, EncodedChunk)>,
+    mut out: W,
+) -> io::Result<WrittenChunks<W>> {
     let mut table = ChunkTable::new();
     let mut index_of_seq = Vec::new();
     let mut waiting = BTreeMap::new();
@@ -99,5 +116,9 @@ fn write_in_order<W: Write>(done: Receiver<(ChunkSeq, EncodedChunk)>, mut out: W
         }
     }
     debug_assert!(waiting.is_empty(), "chunks lost in the pipeline");
-    Ok(WrittenChunks { table, index_of_seq, out })
+    Ok(WrittenChunks {
+        table,
+        index_of_seq,
+        out,
+    })
 }

@@ -4,7 +4,9 @@
 use std::ops::Range;
 use std::path::Path;
 
-use lazy_oci::{BlobStream, FetchedManifest, ImageLocation, OciError, OciLayout, Reference, RegistryClient};
+use lazy_oci::{
+    BlobStream, FetchedManifest, ImageLocation, OciError, OciLayout, Reference, RegistryClient,
+};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 /// An image's home, opened for reading and writing.
@@ -30,17 +32,24 @@ impl ImageStore {
     /// Opens an existing image location for reading.
     pub fn open(location: &ImageLocation, client: &RegistryClient) -> Result<Self, OciError> {
         Ok(match location {
-            ImageLocation::Registry(reference) => {
-                Self::Registry { client: client.clone(), reference: reference.clone() }
-            }
-            ImageLocation::Layout { dir, tag } => Self::Layout { layout: OciLayout::open(dir)?, tag: tag.clone() },
+            ImageLocation::Registry(reference) => Self::Registry {
+                client: client.clone(),
+                reference: reference.clone(),
+            },
+            ImageLocation::Layout { dir, tag } => Self::Layout {
+                layout: OciLayout::open(dir)?,
+                tag: tag.clone(),
+            },
         })
     }
 
     /// Opens a location for writing, creating a layout directory if needed.
     pub fn create(location: &ImageLocation, client: &RegistryClient) -> Result<Self, OciError> {
         match location {
-            ImageLocation::Layout { dir, tag } => Ok(Self::Layout { layout: OciLayout::create(dir)?, tag: tag.clone() }),
+            ImageLocation::Layout { dir, tag } => Ok(Self::Layout {
+                layout: OciLayout::create(dir)?,
+                tag: tag.clone(),
+            }),
             ImageLocation::Registry(_) => Self::open(location, client),
         }
     }
@@ -56,7 +65,9 @@ impl ImageStore {
     /// A small blob, whole and verified.
     pub async fn fetch_blob(&self, digest: &str, max_size: u64) -> Result<Vec<u8>, OciError> {
         match self {
-            Self::Registry { client, reference } => client.fetch_blob(reference, digest, max_size).await,
+            Self::Registry { client, reference } => {
+                client.fetch_blob(reference, digest, max_size).await
+            }
             Self::Layout { layout, .. } => layout.read_blob(digest, max_size),
         }
     }
@@ -67,7 +78,9 @@ impl ImageStore {
             Self::Registry { client, reference } => client.open_blob(reference, digest, size).await,
             Self::Layout { layout, .. } => {
                 let path = layout.blob_path(digest)?;
-                let file = tokio::fs::File::open(&path).await.map_err(|source| OciError::Io { path, source })?;
+                let file = tokio::fs::File::open(&path)
+                    .await
+                    .map_err(|source| OciError::Io { path, source })?;
                 Ok(BlobStream::new(file, digest, size))
             }
         }
@@ -76,12 +89,19 @@ impl ImageStore {
     /// Bytes `range` of a blob (not verified: callers check what they read).
     pub async fn read_range(&self, digest: &str, range: Range<u64>) -> Result<Vec<u8>, OciError> {
         match self {
-            Self::Registry { client, reference } => client.read_range(reference, digest, range).await,
+            Self::Registry { client, reference } => {
+                client.read_range(reference, digest, range).await
+            }
             Self::Layout { layout, .. } => {
                 let path = layout.blob_path(digest)?;
-                let io = |source| OciError::Io { path: path.clone(), source };
+                let io = |source| OciError::Io {
+                    path: path.clone(),
+                    source,
+                };
                 let mut file = tokio::fs::File::open(&path).await.map_err(io)?;
-                file.seek(std::io::SeekFrom::Start(range.start)).await.map_err(io)?;
+                file.seek(std::io::SeekFrom::Start(range.start))
+                    .await
+                    .map_err(io)?;
                 let len = usize::try_from(range.end.saturating_sub(range.start))
                     .map_err(|_| io(std::io::Error::other("range too large")))?;
                 let mut buf = vec![0u8; len];
@@ -94,7 +114,10 @@ impl ImageStore {
     /// Stores a blob from a file whose digest the caller computed.
     pub async fn push_blob_file(&self, digest: &str, path: &Path) -> Result<(), OciError> {
         match self {
-            Self::Registry { client, reference } => client.push_blob_file(reference, digest, path).await.map(drop),
+            Self::Registry { client, reference } => client
+                .push_blob_file(reference, digest, path)
+                .await
+                .map(drop),
             Self::Layout { layout, .. } => layout.import_blob_file(digest, path),
         }
     }
@@ -102,7 +125,10 @@ impl ImageStore {
     /// Stores a small blob.
     pub async fn push_blob_bytes(&self, digest: &str, data: Vec<u8>) -> Result<(), OciError> {
         match self {
-            Self::Registry { client, reference } => client.push_blob_bytes(reference, digest, data).await.map(drop),
+            Self::Registry { client, reference } => client
+                .push_blob_bytes(reference, digest, data)
+                .await
+                .map(drop),
             Self::Layout { layout, .. } => layout.write_blob_bytes(&data).map(drop),
         }
     }
@@ -110,7 +136,9 @@ impl ImageStore {
     /// Stores the manifest under the location's tag; returns its digest.
     pub async fn put_manifest(&self, media_type: &str, bytes: Vec<u8>) -> Result<String, OciError> {
         match self {
-            Self::Registry { client, reference } => client.put_manifest(reference, media_type, bytes).await,
+            Self::Registry { client, reference } => {
+                client.put_manifest(reference, media_type, bytes).await
+            }
             Self::Layout { layout, tag } => layout.put_manifest(tag, media_type, &bytes),
         }
     }

@@ -84,10 +84,22 @@ mod tests {
 
     #[test]
     fn classifies_whiteouts() {
-        assert_eq!(classify(b"etc/.wh.motd").unwrap(), TarName::Whiteout(b"etc/motd".to_vec()));
-        assert_eq!(classify(b".wh.tmp").unwrap(), TarName::Whiteout(b"tmp".to_vec()));
-        assert_eq!(classify(b"./var/.wh..wh..opq").unwrap(), TarName::Opaque(b"var".to_vec()));
-        assert_eq!(classify(b".wh..wh.plnk/1").unwrap(), TarName::Entry(b".wh..wh.plnk/1".to_vec()));
+        assert_eq!(
+            classify(b"etc/.wh.motd").unwrap(),
+            TarName::Whiteout(b"etc/motd".to_vec())
+        );
+        assert_eq!(
+            classify(b".wh.tmp").unwrap(),
+            TarName::Whiteout(b"tmp".to_vec())
+        );
+        assert_eq!(
+            classify(b"./var/.wh..wh..opq").unwrap(),
+            TarName::Opaque(b"var".to_vec())
+        );
+        assert_eq!(
+            classify(b".wh..wh.plnk/1").unwrap(),
+            TarName::Entry(b".wh..wh.plnk/1".to_vec())
+        );
         assert_eq!(classify(b".wh..wh.aufs").unwrap(), TarName::AufsMeta);
         assert_eq!(classify(b"a/b").unwrap(), TarName::Entry(b"a/b".to_vec()));
     }

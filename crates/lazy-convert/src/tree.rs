@@ -27,7 +27,8 @@ impl LayerTree {
         self.check_ancestors(&entry.path)?;
         if let EntryKind::Hardlink { target } = &entry.kind {
             match self.entries.get(target).map(|t| &t.kind) {
-                Some(EntryKind::Dir { .. } | EntryKind::Whiteout | EntryKind::Hardlink { .. }) | None => {
+                Some(EntryKind::Dir { .. } | EntryKind::Whiteout | EntryKind::Hardlink { .. })
+                | None => {
                     return Err(TreeError::BadHardlinkTarget);
                 }
                 Some(_) => {}
@@ -54,10 +55,17 @@ impl LayerTree {
     pub(crate) fn whiteout(&mut self, path: Vec<u8>, template: Entry) -> Result<(), TreeError> {
         self.check_ancestors(&path)?;
         match self.entries.get_mut(&path) {
-            Some(Entry { kind: EntryKind::Dir { opaque }, .. }) => *opaque = true,
+            Some(Entry {
+                kind: EntryKind::Dir { opaque },
+                ..
+            }) => *opaque = true,
             Some(_) => {}
             None => {
-                let entry = Entry { path: path.clone(), kind: EntryKind::Whiteout, ..template };
+                let entry = Entry {
+                    path: path.clone(),
+                    kind: EntryKind::Whiteout,
+                    ..template
+                };
                 self.entries.insert(path, entry);
             }
         }
@@ -69,10 +77,17 @@ impl LayerTree {
     pub(crate) fn opaque(&mut self, dir: Vec<u8>, template: Entry) -> Result<(), TreeError> {
         self.check_ancestors(&dir)?;
         match self.entries.get_mut(&dir) {
-            Some(Entry { kind: EntryKind::Dir { opaque }, .. }) => *opaque = true,
+            Some(Entry {
+                kind: EntryKind::Dir { opaque },
+                ..
+            }) => *opaque = true,
             Some(_) => return Err(TreeError::BeneathNonDirectory { ancestor: dir }),
             None => {
-                let entry = Entry { path: dir.clone(), kind: EntryKind::Dir { opaque: true }, ..template };
+                let entry = Entry {
+                    path: dir.clone(),
+                    kind: EntryKind::Dir { opaque: true },
+                    ..template
+                };
                 self.entries.insert(dir, entry);
             }
         }
@@ -90,7 +105,9 @@ impl LayerTree {
             .filter(|p| !self.entries.contains_key(p))
             .collect();
         for path in missing {
-            self.entries.entry(path.clone()).or_insert_with(|| implicit_dir(path));
+            self.entries
+                .entry(path.clone())
+                .or_insert_with(|| implicit_dir(path));
         }
         self.entries.into_values().collect()
     }
@@ -109,8 +126,13 @@ impl LayerTree {
     fn remove_descendants(&mut self, dir: &[u8]) {
         let mut prefix = dir.to_vec();
         prefix.push(b'/');
-        let doomed: Vec<Vec<u8>> =
-            self.entries.range(prefix.clone()..).map(|(k, _)| k).take_while(|k| k.starts_with(&prefix)).cloned().collect();
+        let doomed: Vec<Vec<u8>> = self
+            .entries
+            .range(prefix.clone()..)
+            .map(|(k, _)| k)
+            .take_while(|k| k.starts_with(&prefix))
+            .cloned()
+            .collect();
         for path in doomed {
             self.entries.remove(&path);
         }
@@ -147,16 +169,27 @@ mod tests {
     use super::*;
 
     fn e(path: &[u8], kind: EntryKind) -> Entry {
-        Entry { kind, ..implicit_dir(path.to_vec()) }
+        Entry {
+            kind,
+            ..implicit_dir(path.to_vec())
+        }
     }
 
     #[test]
     fn symlink_then_write_is_refused() {
         let mut t = LayerTree::default();
-        t.insert(e(b"evil", EntryKind::Symlink { target: b"/etc".to_vec() })).unwrap();
+        t.insert(e(
+            b"evil",
+            EntryKind::Symlink {
+                target: b"/etc".to_vec(),
+            },
+        ))
+        .unwrap();
         assert_eq!(
             t.insert(e(b"evil/passwd", EntryKind::Fifo)),
-            Err(TreeError::BeneathNonDirectory { ancestor: b"evil".to_vec() })
+            Err(TreeError::BeneathNonDirectory {
+                ancestor: b"evil".to_vec()
+            })
         );
     }
 
@@ -165,7 +198,13 @@ mod tests {
         let mut t = LayerTree::default();
         t.insert(e(b"a", EntryKind::Dir { opaque: false })).unwrap();
         t.insert(e(b"a/x", EntryKind::Fifo)).unwrap();
-        t.insert(e(b"a", EntryKind::Symlink { target: b"b".to_vec() })).unwrap();
+        t.insert(e(
+            b"a",
+            EntryKind::Symlink {
+                target: b"b".to_vec(),
+            },
+        ))
+        .unwrap();
         let paths: Vec<_> = t.into_entries().into_iter().map(|e| e.path).collect();
         assert_eq!(paths, vec![b"".to_vec(), b"a".to_vec()]);
     }
@@ -173,11 +212,17 @@ mod tests {
     #[test]
     fn markers_and_implicit_parents() {
         let mut t = LayerTree::default();
-        t.opaque(b"var/lib".to_vec(), implicit_dir(Vec::new())).unwrap();
-        t.whiteout(b"etc/motd".to_vec(), implicit_dir(Vec::new())).unwrap();
-        t.insert(e(b"var/lib", EntryKind::Dir { opaque: false })).unwrap();
+        t.opaque(b"var/lib".to_vec(), implicit_dir(Vec::new()))
+            .unwrap();
+        t.whiteout(b"etc/motd".to_vec(), implicit_dir(Vec::new()))
+            .unwrap();
+        t.insert(e(b"var/lib", EntryKind::Dir { opaque: false }))
+            .unwrap();
         let entries = t.into_entries();
-        let kinds: Vec<_> = entries.iter().map(|e| (e.path.as_slice(), &e.kind)).collect();
+        let kinds: Vec<_> = entries
+            .iter()
+            .map(|e| (e.path.as_slice(), &e.kind))
+            .collect();
         assert_eq!(
             kinds,
             vec![
@@ -193,8 +238,29 @@ mod tests {
     #[test]
     fn hardlink_needs_a_target_in_the_layer() {
         let mut t = LayerTree::default();
-        assert_eq!(t.insert(e(b"l", EntryKind::Hardlink { target: b"f".to_vec() })), Err(TreeError::BadHardlinkTarget));
-        t.insert(e(b"f", EntryKind::File { size: 0, chunks: vec![] })).unwrap();
-        t.insert(e(b"l", EntryKind::Hardlink { target: b"f".to_vec() })).unwrap();
+        assert_eq!(
+            t.insert(e(
+                b"l",
+                EntryKind::Hardlink {
+                    target: b"f".to_vec()
+                }
+            )),
+            Err(TreeError::BadHardlinkTarget)
+        );
+        t.insert(e(
+            b"f",
+            EntryKind::File {
+                size: 0,
+                chunks: vec![],
+            },
+        ))
+        .unwrap();
+        t.insert(e(
+            b"l",
+            EntryKind::Hardlink {
+                target: b"f".to_vec(),
+            },
+        ))
+        .unwrap();
     }
 }

@@ -30,7 +30,12 @@ impl ChunkReader for File {
 }
 
 /// Applies one layer on top of what `root` holds already.
-pub fn unpack_layer(root: &Path, meta: &LayerMeta, chunks: &impl ChunkReader, layer: &str) -> Result<()> {
+pub fn unpack_layer(
+    root: &Path,
+    meta: &LayerMeta,
+    chunks: &impl ChunkReader,
+    layer: &str,
+) -> Result<()> {
     let mut hardlinks = Vec::new();
     for entry in &meta.entries {
         let path = target_path(root, &entry.path);
@@ -43,19 +48,32 @@ pub fn unpack_layer(root: &Path, meta: &LayerMeta, chunks: &impl ChunkReader, la
     }
     // Links last: their targets may sort after them.
     for entry in hardlinks {
-        let EntryKind::Hardlink { target } = &entry.kind else { continue };
+        let EntryKind::Hardlink { target } = &entry.kind else {
+            continue;
+        };
         let path = target_path(root, &entry.path);
         remove_any(&path)?;
         fs::hard_link(target_path(root, target), &path).map_err(|e| err(&path, e))?;
     }
     // Directory times last, deepest first: creating children changes them.
-    for entry in meta.entries.iter().rev().filter(|e| matches!(e.kind, EntryKind::Dir { .. })) {
+    for entry in meta
+        .entries
+        .iter()
+        .rev()
+        .filter(|e| matches!(e.kind, EntryKind::Dir { .. }))
+    {
         set_mtime(&target_path(root, &entry.path), entry)?;
     }
     Ok(())
 }
 
-fn create(root: &Path, path: &Path, entry: &Entry, meta: &LayerMeta, chunks: &impl ChunkReader) -> Result<()> {
+fn create(
+    root: &Path,
+    path: &Path,
+    entry: &Entry,
+    meta: &LayerMeta,
+    chunks: &impl ChunkReader,
+) -> Result<()> {
     let existing = fs::symlink_metadata(path).ok();
     let is_dir = existing.as_ref().is_some_and(|m| m.is_dir());
     match &entry.kind {
@@ -79,7 +97,13 @@ fn create(root: &Path, path: &Path, entry: &Entry, meta: &LayerMeta, chunks: &im
     set_attrs(path, entry)
 }
 
-fn make_node(path: &Path, kind: &EntryKind, entry: &Entry, meta: &LayerMeta, chunks: &impl ChunkReader) -> Result<()> {
+fn make_node(
+    path: &Path,
+    kind: &EntryKind,
+    entry: &Entry,
+    meta: &LayerMeta,
+    chunks: &impl ChunkReader,
+) -> Result<()> {
     let mode = Mode::from_bits_truncate(entry.mode);
     let node = |flag: SFlag, dev| mknod(path, flag, mode, dev).map_err(|e| err(path, e.into()));
     match kind {
@@ -99,9 +123,15 @@ fn make_node(path: &Path, kind: &EntryKind, entry: &Entry, meta: &LayerMeta, chu
             }
             Ok(())
         }
-        EntryKind::Symlink { target } => symlink(OsStr::from_bytes(target), path).map_err(|e| err(path, e)),
+        EntryKind::Symlink { target } => {
+            symlink(OsStr::from_bytes(target), path).map_err(|e| err(path, e))
+        }
         EntryKind::Device { kind, major, minor } => {
-            let flag = if *kind == DeviceKind::Char { SFlag::S_IFCHR } else { SFlag::S_IFBLK };
+            let flag = if *kind == DeviceKind::Char {
+                SFlag::S_IFCHR
+            } else {
+                SFlag::S_IFBLK
+            };
             node(flag, makedev(u64::from(*major), u64::from(*minor)))
         }
         EntryKind::Fifo => node(SFlag::S_IFIFO, 0),
@@ -115,7 +145,8 @@ fn set_attrs(path: &Path, entry: &Entry) -> Result<()> {
     lchown(path, Some(entry.uid), Some(entry.gid)).map_err(|e| err(path, e))?;
     if !is_symlink {
         // After chown, which clears setuid/setgid bits.
-        fs::set_permissions(path, fs::Permissions::from_mode(entry.mode)).map_err(|e| err(path, e))?;
+        fs::set_permissions(path, fs::Permissions::from_mode(entry.mode))
+            .map_err(|e| err(path, e))?;
     }
     for x in &entry.xattrs {
         xattr::set(path, OsStr::from_bytes(&x.name), &x.value).map_err(|e| err(path, e))?;
@@ -128,13 +159,22 @@ fn set_attrs(path: &Path, entry: &Entry) -> Result<()> {
 
 fn set_mtime(path: &Path, entry: &Entry) -> Result<()> {
     let t = TimeSpec::new(entry.mtime_secs, i64::from(entry.mtime_nanos));
-    utimensat(nix::fcntl::AT_FDCWD, path, &t, &t, UtimensatFlags::NoFollowSymlink).map_err(|e| err(path, e.into()))
+    utimensat(
+        nix::fcntl::AT_FDCWD,
+        path,
+        &t,
+        &t,
+        UtimensatFlags::NoFollowSymlink,
+    )
+    .map_err(|e| err(path, e.into()))
 }
 
 /// Refuses to create anything whose parent is not a real directory: a
 /// symlinked parent would send the write outside `root`.
 fn check_parent(root: &Path, path: &Path, entry: &Entry, layer: &str) -> Result<()> {
-    let Some(parent) = path.parent().filter(|_| path != root) else { return Ok(()) };
+    let Some(parent) = path.parent().filter(|_| path != root) else {
+        return Ok(());
+    };
     match fs::symlink_metadata(parent) {
         Ok(m) if m.is_dir() => Ok(()),
         _ => Err(ConvertError::BeneathNonDirectory {
@@ -146,7 +186,11 @@ fn check_parent(root: &Path, path: &Path, entry: &Entry, layer: &str) -> Result<
 }
 
 fn target_path(root: &Path, path: &[u8]) -> PathBuf {
-    if path.is_empty() { root.to_path_buf() } else { root.join(OsStr::from_bytes(path)) }
+    if path.is_empty() {
+        root.to_path_buf()
+    } else {
+        root.join(OsStr::from_bytes(path))
+    }
 }
 
 fn remove_any(path: &Path) -> Result<()> {
@@ -167,5 +211,8 @@ fn clear_dir(dir: &Path) -> Result<()> {
 }
 
 fn err(path: &Path, source: io::Error) -> ConvertError {
-    ConvertError::Unpack { path: path.to_path_buf(), source }
+    ConvertError::Unpack {
+        path: path.to_path_buf(),
+        source,
+    }
 }

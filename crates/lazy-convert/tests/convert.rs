@@ -36,7 +36,11 @@ fn tar_of(entries: &[(&[u8], tar::EntryType, &[u8])]) -> Vec<u8> {
 }
 
 fn opts(chunk_size: u32) -> ConvertOptions {
-    ConvertOptions { chunk_size, zstd_level: 3, threads: 2 }
+    ConvertOptions {
+        chunk_size,
+        zstd_level: 3,
+        threads: 2,
+    }
 }
 
 #[test]
@@ -59,15 +63,31 @@ fn converts_chunks_and_dedups() {
     let meta = verify_blob(&blob).unwrap();
     assert_eq!(meta, out.meta);
     let big_entry = meta.find(b"data/big").unwrap();
-    let EntryKind::File { size, chunks } = &big_entry.kind else { panic!("not a file") };
+    let EntryKind::File { size, chunks } = &big_entry.kind else {
+        panic!("not a file")
+    };
     assert_eq!(*size, 400_000);
     assert_eq!(chunks.len(), 7, "400000 bytes in 64 KiB chunks");
     assert_eq!(out.stats.unique_chunks, 7, "the copy shares every chunk");
     assert_eq!(out.stats.chunk_refs, 14);
     assert_eq!(meta.find(b"data/gone").unwrap().kind, EntryKind::Whiteout);
-    assert_eq!(meta.find(b"opaque").unwrap().kind, EntryKind::Dir { opaque: true });
-    assert_eq!(meta.find(b"data/hard").unwrap().kind, EntryKind::Hardlink { target: b"data/big".to_vec() });
-    assert_eq!(out.digest, format!("sha256:{}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&blob))));
+    assert_eq!(
+        meta.find(b"opaque").unwrap().kind,
+        EntryKind::Dir { opaque: true }
+    );
+    assert_eq!(
+        meta.find(b"data/hard").unwrap().kind,
+        EntryKind::Hardlink {
+            target: b"data/big".to_vec()
+        }
+    );
+    assert_eq!(
+        out.digest,
+        format!(
+            "sha256:{}",
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&blob))
+        )
+    );
 }
 
 #[test]
@@ -79,7 +99,11 @@ fn gzip_and_zstd_layers_give_the_same_blob() {
     let zst = zstd::encode_all(&tar[..], 3).unwrap();
     let digests: Vec<String> = [tar, gz, zst]
         .iter()
-        .map(|input| convert_layer(&input[..], Vec::new(), &opts(1024), "t").unwrap().digest)
+        .map(|input| {
+            convert_layer(&input[..], Vec::new(), &opts(1024), "t")
+                .unwrap()
+                .digest
+        })
         .collect();
     assert_eq!(digests[0], digests[1]);
     assert_eq!(digests[0], digests[2]);
@@ -93,11 +117,20 @@ fn refused(entries: &[(&[u8], tar::EntryType, &[u8])]) -> ConvertError {
 #[test]
 fn traversal_is_refused_with_the_entry_named() {
     let err = refused(&[(b"../../etc/passwd", tar::EntryType::Regular, b"x")]);
-    assert!(matches!(&err, ConvertError::UnsafeEntry { entry, .. } if entry == "../../etc/passwd"), "{err}");
+    assert!(
+        matches!(&err, ConvertError::UnsafeEntry { entry, .. } if entry == "../../etc/passwd"),
+        "{err}"
+    );
     let err = refused(&[(b"/etc/passwd", tar::EntryType::Regular, b"x")]);
     assert!(err.to_string().contains("absolute path"), "{err}");
-    let err = refused(&[(b"evil", tar::EntryType::Symlink, b"/etc"), (b"evil/passwd", tar::EntryType::Regular, b"x")]);
-    assert!(err.to_string().contains("evil/passwd") && err.to_string().contains("not a directory"), "{err}");
+    let err = refused(&[
+        (b"evil", tar::EntryType::Symlink, b"/etc"),
+        (b"evil/passwd", tar::EntryType::Regular, b"x"),
+    ]);
+    assert!(
+        err.to_string().contains("evil/passwd") && err.to_string().contains("not a directory"),
+        "{err}"
+    );
     let err = refused(&[(b"l", tar::EntryType::Link, b"../../etc/shadow")]);
     assert!(matches!(err, ConvertError::UnsafeEntry { .. }), "{err}");
 }
@@ -111,7 +144,7 @@ fn broken_input_is_an_error() {
     let truncated = &gz[..gz.len() / 2];
     let err = convert_layer(truncated, Vec::new(), &opts(1024), "cut").unwrap_err();
     assert!(matches!(err, ConvertError::Read { .. }), "{err}");
-    let garbage: Vec<u8> = (0..4096u32).map(|i| (i * 7 + 3) as u8).collect();
+    let garbage: Vec<u8> = (0..4096u32).map(|i| (i * 7 + 3).to_le_bytes()[0]).collect();
     let err = convert_layer(&garbage[..], Vec::new(), &opts(1024), "junk").unwrap_err();
     assert!(matches!(err, ConvertError::Read { .. }), "{err}");
 }

@@ -32,10 +32,18 @@ pub fn encode_chunk(data: &[u8], level: i32) -> EncodedChunk {
     // rather than lose data if it ever does.
     let compressed = zstd::bulk::compress(data, level).ok();
     match compressed {
-        Some(c) if c.len() < data.len() - data.len() / 16 => {
-            EncodedChunk { digest, size, compression: Compression::Zstd, bytes: c }
-        }
-        _ => EncodedChunk { digest, size, compression: Compression::None, bytes: data.to_vec() },
+        Some(c) if c.len() < data.len() - data.len() / 16 => EncodedChunk {
+            digest,
+            size,
+            compression: Compression::Zstd,
+            bytes: c,
+        },
+        _ => EncodedChunk {
+            digest,
+            size,
+            compression: Compression::None,
+            bytes: data.to_vec(),
+        },
     }
 }
 
@@ -61,7 +69,10 @@ pub fn decode_chunk(record: &ChunkRecord, stored: &[u8]) -> Result<Vec<u8>, Form
     };
     let actual = ChunkDigest::of(&data);
     if actual != record.digest || data.len() as u64 != u64::from(record.size) {
-        return Err(FormatError::ChunkDigestMismatch { expected: record.digest, actual });
+        return Err(FormatError::ChunkDigestMismatch {
+            expected: record.digest,
+            actual,
+        });
     }
     Ok(data)
 }
@@ -166,7 +177,7 @@ mod tests {
         ChunkRecord {
             digest: enc.digest,
             offset: 0,
-            stored_len: enc.bytes.len() as u32,
+            stored_len: u32::try_from(enc.bytes.len()).unwrap(),
             size: enc.size,
             compression: enc.compression,
         }

@@ -52,7 +52,9 @@ pub fn decode_tail(tail: &[u8], blob_len: u64) -> Result<LayerMeta, FormatError>
         })?;
     let footer = Footer::decode(footer_bytes)?;
     if footer.blob_len() != Some(blob_len) {
-        return Err(FormatError::Layout("footer offsets do not match the blob length"));
+        return Err(FormatError::Layout(
+            "footer offsets do not match the blob length",
+        ));
     }
     if meta_bytes.len() as u64 != footer.meta_len {
         return Err(FormatError::Truncated {
@@ -71,7 +73,9 @@ pub fn decode_tail(tail: &[u8], blob_len: u64) -> Result<LayerMeta, FormatError>
     let (meta, rest): (LayerMeta, _) =
         postcard::take_from_bytes(&raw).map_err(|e| FormatError::MetaEncoding(e.to_string()))?;
     if !rest.is_empty() {
-        return Err(FormatError::MetaEncoding("trailing bytes after metadata".into()));
+        return Err(FormatError::MetaEncoding(
+            "trailing bytes after metadata".into(),
+        ));
     }
     validate(&meta, footer.meta_offset)?;
     Ok(meta)
@@ -79,11 +83,14 @@ pub fn decode_tail(tail: &[u8], blob_len: u64) -> Result<LayerMeta, FormatError>
 
 /// Decodes the metadata of a whole blob held in memory.
 pub fn decode_meta(blob: &[u8]) -> Result<LayerMeta, FormatError> {
-    let footer_at = blob.len().checked_sub(FOOTER_LEN).ok_or(FormatError::Truncated {
-        what: "blob",
-        need: FOOTER_LEN as u64,
-        have: blob.len() as u64,
-    })?;
+    let footer_at = blob
+        .len()
+        .checked_sub(FOOTER_LEN)
+        .ok_or(FormatError::Truncated {
+            what: "blob",
+            need: FOOTER_LEN as u64,
+            have: blob.len() as u64,
+        })?;
     let footer = Footer::decode(&blob[footer_at..])?;
     let start = usize::try_from(footer.meta_offset)
         .ok()
@@ -97,7 +104,8 @@ pub fn verify_blob(blob: &[u8]) -> Result<LayerMeta, FormatError> {
     let meta = decode_meta(blob)?;
     for record in &meta.chunks {
         // validate() has checked every chunk range lies within the chunk data.
-        let start = usize::try_from(record.offset).map_err(|_| FormatError::Layout("chunk offset"))?;
+        let start =
+            usize::try_from(record.offset).map_err(|_| FormatError::Layout("chunk offset"))?;
         let end = usize::try_from(record.end()).map_err(|_| FormatError::Layout("chunk end"))?;
         decode_chunk(record, &blob[start..end])?;
     }
@@ -107,8 +115,8 @@ pub fn verify_blob(blob: &[u8]) -> Result<LayerMeta, FormatError> {
 /// Decompresses exactly `size` bytes, never allocating past what the input
 /// really expands to (a small input cannot claim a huge buffer).
 fn decompress_bounded(input: &[u8], size: u64) -> Result<Vec<u8>, FormatError> {
-    let mut decoder =
-        zstd::stream::read::Decoder::new(input).map_err(|e| FormatError::MetaCompression(e.to_string()))?;
+    let mut decoder = zstd::stream::read::Decoder::new(input)
+        .map_err(|e| FormatError::MetaCompression(e.to_string()))?;
     let mut out = Vec::new();
     (&mut decoder)
         .take(size.saturating_add(1))

@@ -17,7 +17,9 @@ pub enum FormatError {
     #[error("not a lazyfs layer: bad footer magic")]
     BadMagic,
     /// A format version this decoder does not know.
-    #[error("unsupported lazyfs layer format version {found} (this build reads version {supported})")]
+    #[error(
+        "unsupported lazyfs layer format version {found} (this build reads version {supported})"
+    )]
     UnsupportedVersion {
         /// Version in the footer.
         found: u32,

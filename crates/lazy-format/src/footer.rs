@@ -48,7 +48,10 @@ impl Footer {
         }
         let version = u32::from_le_bytes(field(bytes, 8));
         if version != FORMAT_VERSION {
-            return Err(FormatError::UnsupportedVersion { found: version, supported: FORMAT_VERSION });
+            return Err(FormatError::UnsupportedVersion {
+                found: version,
+                supported: FORMAT_VERSION,
+            });
         }
         if u32::from_le_bytes(field(bytes, 12)) != 0 {
             return Err(FormatError::Layout("reserved footer field is not zero"));
@@ -63,12 +66,16 @@ impl Footer {
 
     /// Total blob length this footer describes.
     pub fn blob_len(&self) -> Option<u64> {
-        self.meta_offset.checked_add(self.meta_len)?.checked_add(FOOTER_LEN as u64)
+        self.meta_offset
+            .checked_add(self.meta_len)?
+            .checked_add(FOOTER_LEN as u64)
     }
 }
 
 fn field<const N: usize>(bytes: &[u8; FOOTER_LEN], at: usize) -> [u8; N] {
-    bytes[at..at + N].try_into().expect("footer field within footer")
+    bytes[at..at + N]
+        .try_into()
+        .expect("footer field within footer")
 }
 
 #[cfg(test)]
@@ -77,7 +84,12 @@ mod tests {
 
     #[test]
     fn round_trip_and_rejections() {
-        let f = Footer { meta_offset: 10, meta_len: 20, meta_size: 30, meta_sha256: [9; 32] };
+        let f = Footer {
+            meta_offset: 10,
+            meta_len: 20,
+            meta_size: 30,
+            meta_sha256: [9; 32],
+        };
         let bytes = f.encode();
         assert_eq!(Footer::decode(&bytes).unwrap(), f);
         assert_eq!(f.blob_len(), Some(10 + 20 + 72));
@@ -89,8 +101,14 @@ mod tests {
         v2[8] = 2;
         assert_eq!(
             Footer::decode(&v2),
-            Err(FormatError::UnsupportedVersion { found: 2, supported: 1 })
+            Err(FormatError::UnsupportedVersion {
+                found: 2,
+                supported: 1
+            })
         );
-        assert!(matches!(Footer::decode(&bytes[1..]), Err(FormatError::Truncated { .. })));
+        assert!(matches!(
+            Footer::decode(&bytes[1..]),
+            Err(FormatError::Truncated { .. })
+        ));
     }
 }

@@ -27,7 +27,9 @@ pub use codec::{LayerTail, decode_meta, decode_tail, encode_tail, verify_blob};
 pub use digest::ChunkDigest;
 pub use error::FormatError;
 pub use footer::{FOOTER_LEN, FORMAT_VERSION, Footer, MAGIC};
-pub use meta::{ChunkRecord, Compression, DeviceKind, Entry, EntryKind, LayerMeta, LayerStats, Xattr};
+pub use meta::{
+    ChunkRecord, Compression, DeviceKind, Entry, EntryKind, LayerMeta, LayerStats, Xattr,
+};
 pub use path::{EntryPath, parent_of};
 
 /// Media type of a lazy layer blob in an OCI manifest.

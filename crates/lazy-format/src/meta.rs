@@ -172,7 +172,10 @@ impl LayerMeta {
     }
 
     /// The chunk records of a file entry, in file order.
-    pub fn file_chunks<'a>(&'a self, chunks: &'a [u32]) -> impl Iterator<Item = &'a ChunkRecord> + 'a {
+    pub fn file_chunks<'a>(
+        &'a self,
+        chunks: &'a [u32],
+    ) -> impl Iterator<Item = &'a ChunkRecord> + 'a {
         chunks.iter().filter_map(|i| self.chunks.get(*i as usize))
     }
 }

@@ -49,7 +49,10 @@ pub fn parent_of(path: &[u8]) -> Option<&[u8]> {
 }
 
 pub(crate) fn invalid(path: &[u8], reason: &'static str) -> FormatError {
-    FormatError::InvalidEntry { path: String::from_utf8_lossy(path).into_owned(), reason }
+    FormatError::InvalidEntry {
+        path: String::from_utf8_lossy(path).into_owned(),
+        reason,
+    }
 }
 
 #[cfg(test)]

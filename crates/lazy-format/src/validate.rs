@@ -11,7 +11,11 @@ pub(crate) fn validate(meta: &LayerMeta, data_len: u64) -> Result<(), FormatErro
         if chunk.size > MAX_CHUNK_SIZE {
             return Err(bad("larger than the maximum chunk size"));
         }
-        if chunk.offset.checked_add(u64::from(chunk.stored_len)).is_none_or(|end| end > data_len) {
+        if chunk
+            .offset
+            .checked_add(u64::from(chunk.stored_len))
+            .is_none_or(|end| end > data_len)
+        {
             return Err(bad("stored bytes lie outside the chunk data"));
         }
         if chunk.compression == Compression::None && chunk.stored_len != chunk.size {
@@ -51,19 +55,30 @@ pub(crate) fn validate(meta: &LayerMeta, data_len: u64) -> Result<(), FormatErro
                         .chunks
                         .get(*index as usize)
                         .ok_or_else(|| invalid(path, "chunk index out of range"))?;
-                    total = total.checked_add(u64::from(chunk.size)).ok_or_else(|| invalid(path, "size overflow"))?;
+                    total = total
+                        .checked_add(u64::from(chunk.size))
+                        .ok_or_else(|| invalid(path, "size overflow"))?;
                 }
                 if total != *size {
-                    return Err(invalid(path, "file size differs from the sum of its chunks"));
+                    return Err(invalid(
+                        path,
+                        "file size differs from the sum of its chunks",
+                    ));
                 }
             }
             EntryKind::Hardlink { target } => match meta.find(target).map(|t| &t.kind) {
-                Some(EntryKind::Dir { .. } | EntryKind::Hardlink { .. } | EntryKind::Whiteout) | None => {
-                    return Err(invalid(path, "hardlink target is not a non-directory entry of this layer"));
+                Some(EntryKind::Dir { .. } | EntryKind::Hardlink { .. } | EntryKind::Whiteout)
+                | None => {
+                    return Err(invalid(
+                        path,
+                        "hardlink target is not a non-directory entry of this layer",
+                    ));
                 }
                 Some(_) => {}
             },
-            EntryKind::Whiteout if path.is_empty() => return Err(invalid(path, "root is a whiteout")),
+            EntryKind::Whiteout if path.is_empty() => {
+                return Err(invalid(path, "root is a whiteout"));
+            }
             _ => {}
         }
     }

@@ -1,8 +1,8 @@
 //! Property tests: valid layers round-trip; damaged input is an error, never a panic.
 
 use lazy_format::{
-    ChunkTable, DeviceKind, Entry, EntryKind, FOOTER_LEN, LayerMeta, Xattr, decode_meta, decode_tail,
-    encode_chunk, encode_tail, verify_blob,
+    ChunkTable, DeviceKind, Entry, EntryKind, FOOTER_LEN, LayerMeta, Xattr, decode_meta,
+    decode_tail, encode_chunk, encode_tail, verify_blob,
 };
 use proptest::prelude::*;
 
@@ -38,19 +38,48 @@ fn build_blob(contents: &[Vec<u8>], chunk_size: usize) -> (Vec<u8>, LayerMeta) {
             }
             chunks.push(index);
         }
-        let mut e = entry(format!("d/f{i:03}").as_bytes(), EntryKind::File { size: content.len() as u64, chunks });
-        e.xattrs.push(Xattr { name: b"user.i".to_vec(), value: vec![i as u8] });
+        let mut e = entry(
+            format!("d/f{i:03}").as_bytes(),
+            EntryKind::File {
+                size: content.len() as u64,
+                chunks,
+            },
+        );
+        e.xattrs.push(Xattr {
+            name: b"user.i".to_vec(),
+            value: i.to_le_bytes()[..1].to_vec(),
+        });
         entries.push(e);
     }
-    entries.push(entry(b"d/z-dev", EntryKind::Device { kind: DeviceKind::Char, major: 1, minor: 3 }));
+    entries.push(entry(
+        b"d/z-dev",
+        EntryKind::Device {
+            kind: DeviceKind::Char,
+            major: 1,
+            minor: 3,
+        },
+    ));
     entries.push(entry(b"d/z-fifo", EntryKind::Fifo));
-    entries.push(entry(b"d/z-link", EntryKind::Symlink { target: b"../etc/\xff".to_vec() }));
+    entries.push(entry(
+        b"d/z-link",
+        EntryKind::Symlink {
+            target: b"../etc/\xff".to_vec(),
+        },
+    ));
     entries.push(entry(b"d/z-sock", EntryKind::Socket));
     entries.push(entry(b"d/z-wh", EntryKind::Whiteout));
     if !contents.is_empty() {
-        entries.push(entry(b"d/zz-hard", EntryKind::Hardlink { target: b"d/f000".to_vec() }));
+        entries.push(entry(
+            b"d/zz-hard",
+            EntryKind::Hardlink {
+                target: b"d/f000".to_vec(),
+            },
+        ));
     }
-    let meta = LayerMeta { entries, chunks: table.into_records() };
+    let meta = LayerMeta {
+        entries,
+        chunks: table.into_records(),
+    };
     let tail = encode_tail(&meta, data.len() as u64).expect("valid metadata encodes");
     data.extend_from_slice(&tail.bytes);
     (data, meta)
@@ -73,7 +102,7 @@ proptest! {
     fn encode_decode_round_trips(files in contents(), chunk_size in 1usize..2048) {
         let (blob, meta) = build_blob(&files, chunk_size);
         prop_assert_eq!(&verify_blob(&blob).unwrap(), &meta);
-        let offset = meta.chunks.iter().map(|c| c.end()).max().unwrap_or(0) as usize;
+        let offset = usize::try_from(meta.chunks.iter().map(|c| c.end()).max().unwrap_or(0)).unwrap();
         prop_assert_eq!(decode_tail(&blob[offset..], blob.len() as u64).unwrap(), meta);
     }
 
@@ -124,12 +153,18 @@ proptest! {
 #[test]
 fn invalid_metadata_is_refused_by_the_encoder() {
     let bad_parent = LayerMeta {
-        entries: vec![entry(b"", EntryKind::Dir { opaque: false }), entry(b"a/b", EntryKind::Fifo)],
+        entries: vec![
+            entry(b"", EntryKind::Dir { opaque: false }),
+            entry(b"a/b", EntryKind::Fifo),
+        ],
         chunks: vec![],
     };
     assert!(encode_tail(&bad_parent, 0).is_err());
     let traversal = LayerMeta {
-        entries: vec![entry(b"", EntryKind::Dir { opaque: false }), entry(b"..", EntryKind::Fifo)],
+        entries: vec![
+            entry(b"", EntryKind::Dir { opaque: false }),
+            entry(b"..", EntryKind::Fifo),
+        ],
         chunks: vec![],
     };
     assert!(encode_tail(&traversal, 0).is_err());

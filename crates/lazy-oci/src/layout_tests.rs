@@ -48,9 +48,7 @@ fn round_trip_with_retag() {
         layer.media_type().to_string(),
         "application/vnd.lazyfs.layer.v1"
     );
-    let layer_bytes = reopened
-        .read_blob(layer.digest().as_ref(), 100)
-        .unwrap();
+    let layer_bytes = reopened.read_blob(layer.digest().as_ref(), 100).unwrap();
     assert_eq!(layer_bytes, b"layer two");
     assert_eq!(reopened.resolve("other").unwrap().digest, d1);
 

@@ -47,7 +47,9 @@ impl TokenIssuer {
         let cert_pem = dir.join("token-cert.pem");
         let cert_der = dir.join("token-cert.der");
         run(Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"])
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            ])
             .args(["-subj", "/CN=lazyfs-test-token-issuer", "-keyout"])
             .arg(&key_pem)
             .arg("-out")
@@ -65,7 +67,8 @@ impl TokenIssuer {
                 base64(format!("{user}:{password}").as_bytes(), STANDARD, true)
             ),
         };
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("binding token server")?;
+        let listener =
+            TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("binding token server")?;
         let port = listener.local_addr()?.port();
         let requests = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
@@ -144,14 +147,20 @@ fn serve(stream: TcpStream, signer: &Signer) -> anyhow::Result<()> {
             .map(|(_, v)| percent_decode(v))
     };
     let (status, body) = match authorization {
-        Some(given) if given != signer.expected_basic => ("401 Unauthorized", r#"{"details":"bad credentials"}"#.to_owned()),
+        Some(given) if given != signer.expected_basic => (
+            "401 Unauthorized",
+            r#"{"details":"bad credentials"}"#.to_owned(),
+        ),
         given => {
             let access = match (given, param("scope")) {
                 (Some(_), Some(scope)) => access_claim(&scope),
                 _ => serde_json::json!([]),
             };
             let token = signer.sign(access)?;
-            ("200 OK", serde_json::json!({"token": token, "expires_in": 300}).to_string())
+            (
+                "200 OK",
+                serde_json::json!({"token": token, "expires_in": 300}).to_string(),
+            )
         }
     };
     let mut stream = stream;
@@ -202,21 +211,32 @@ impl Signer {
             .write_all(signing_input.as_bytes())?;
         let output = child.wait_with_output()?;
         if !output.status.success() {
-            bail!("openssl dgst -sign failed: {}", String::from_utf8_lossy(&output.stderr));
+            bail!(
+                "openssl dgst -sign failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
         }
-        Ok(format!("{signing_input}.{}", base64(&output.stdout, URL_SAFE, false)))
+        Ok(format!(
+            "{signing_input}.{}",
+            base64(&output.stdout, URL_SAFE, false)
+        ))
     }
 }
 
 fn rand_suffix() -> u64 {
     use std::hash::{BuildHasher as _, Hasher as _};
-    std::collections::hash_map::RandomState::new().build_hasher().finish()
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
 }
 
 fn run(command: &mut Command) -> anyhow::Result<()> {
     let output = command.stdin(Stdio::null()).output()?;
     if !output.status.success() {
-        bail!("{command:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+        bail!(
+            "{command:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
     Ok(())
 }
@@ -227,7 +247,11 @@ const URL_SAFE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx
 fn base64(data: &[u8], alphabet: &[u8; 64], pad: bool) -> String {
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         let symbols = chunk.len() + 1;
         for i in 0..4 {
@@ -289,7 +313,10 @@ mod tests {
 
     #[test]
     fn decodes_query_values() {
-        assert_eq!(percent_decode("repository%3Aa%2Fb%3Apull%2Cpush"), "repository:a/b:pull,push");
+        assert_eq!(
+            percent_decode("repository%3Aa%2Fb%3Apull%2Cpush"),
+            "repository:a/b:pull,push"
+        );
         assert_eq!(percent_decode("a+b%"), "a b%");
     }
 }

@@ -137,3 +137,6 @@ impl RegistryClient {
         self.url(&Target::of(reference), &path)
     }
 }
+
+#[cfg(test)]
+mod tests;
