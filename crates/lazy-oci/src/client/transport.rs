@@ -105,7 +105,13 @@ impl RegistryClient {
         let mut answered_challenge = false;
         loop {
             attempt += 1;
-            let authorization = self.authorization(&call.target, call.push).await?;
+            // Credentials go to the registry only, never to a host an upload
+            // Location or redirect points elsewhere.
+            let authorization = if is_registry_url(&call.url, call.target.api_host) {
+                self.authorization(&call.target, call.push).await?
+            } else {
+                None
+            };
             let request = self.build(&call, authorization)?;
             let request = attach_body(request, &call.body).await?;
             tracing::debug!(method = %call.method, url = %call.url, attempt, "registry request");
@@ -132,7 +138,10 @@ impl RegistryClient {
                 }
             };
             let status = response.status();
-            if status == StatusCode::UNAUTHORIZED && !answered_challenge {
+            if status == StatusCode::UNAUTHORIZED
+                && !answered_challenge
+                && is_registry_url(response.url(), call.target.api_host)
+            {
                 answered_challenge = true;
                 if self.learn_challenge(&call.target, call.push, &response)? {
                     attempt -= 1;
@@ -200,6 +209,16 @@ async fn attach_body(
                 .body(reqwest::Body::wrap_stream(stream))
         }
     })
+}
+
+/// Whether `url` points at `api_host` (same host and port).
+fn is_registry_url(url: &Url, api_host: &str) -> bool {
+    let Ok(registry) = Url::parse(&format!("{}://{api_host}/", url.scheme())) else {
+        return false;
+    };
+    url.host_str().is_some()
+        && registry.host_str() == url.host_str()
+        && registry.port_or_known_default() == url.port_or_known_default()
 }
 
 /// Transport errors worth another attempt.
@@ -282,6 +301,27 @@ pub(crate) async fn read_limited(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_only_for_the_registry_host() {
+        let url = |s: &str| Url::parse(s).unwrap();
+        assert!(is_registry_url(&url("https://reg.io/v2/"), "reg.io"));
+        assert!(is_registry_url(&url("https://reg.io/v2/"), "reg.io:443"));
+        assert!(is_registry_url(
+            &url("http://127.0.0.1:5000/x"),
+            "127.0.0.1:5000"
+        ));
+        assert!(is_registry_url(&url("http://[::1]:5000/x"), "[::1]:5000"));
+        assert!(!is_registry_url(
+            &url("http://127.0.0.1:5001/x"),
+            "127.0.0.1:5000"
+        ));
+        assert!(!is_registry_url(
+            &url("https://s3.amazonaws.com/b"),
+            "reg.io"
+        ));
+        assert!(!is_registry_url(&url("https://reg.io.evil.com/"), "reg.io"));
+    }
 
     #[test]
     fn backoff_grows_and_is_capped() {
