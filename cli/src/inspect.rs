@@ -54,9 +54,15 @@ fn totals(inspection: &ImageInspection) -> LayerStats {
         t.chunk_refs += l.stats.chunk_refs;
         t.unique_chunks += l.stats.unique_chunks;
         t.file_bytes += l.stats.file_bytes;
+        t.chunk_bytes += l.stats.chunk_bytes;
         t.data_bytes += l.stats.data_bytes;
     }
     t
+}
+
+/// `a / b`, or 1 when `b` is 0 (an empty layer neither gains nor loses).
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 { 1.0 } else { a as f64 / b as f64 }
 }
 
 fn print_table(inspection: &ImageInspection) {
@@ -64,12 +70,21 @@ fn print_table(inspection: &ImageInspection) {
     println!("DIGEST  {}", inspection.manifest_digest);
     println!();
     println!(
-        "{:<20} {:>8} {:>8} {:>8} {:>8} {:>10} {:>6} {:>10} {:>10}",
-        "LAYER", "ENTRIES", "FILES", "CHUNKS", "UNIQUE", "METADATA", "META%", "DATA", "CONTENT"
+        "{:<20} {:>8} {:>8} {:>8} {:>8} {:>10} {:>6} {:>10} {:>10} {:>6}",
+        "LAYER",
+        "ENTRIES",
+        "FILES",
+        "CHUNKS",
+        "UNIQUE",
+        "METADATA",
+        "META%",
+        "DATA",
+        "CONTENT",
+        "DEDUP"
     );
     let row = |name: &str, s: &LayerStats, meta: u64, size: u64| {
         println!(
-            "{:<20} {:>8} {:>8} {:>8} {:>8} {:>10} {:>5.2}% {:>10} {:>10}",
+            "{:<20} {:>8} {:>8} {:>8} {:>8} {:>10} {:>5.2}% {:>10} {:>10} {:>5.2}x",
             name,
             s.entries,
             s.files,
@@ -79,6 +94,7 @@ fn print_table(inspection: &ImageInspection) {
             percent(meta, size),
             human(s.data_bytes),
             human(s.file_bytes),
+            ratio(s.file_bytes, s.chunk_bytes),
         );
     };
     for l in &inspection.layers {

@@ -130,3 +130,68 @@ pub fn write_oci_image(
     fs::write(dir.join("index.json"), serde_json::to_vec(&index)?)?;
     Ok(manifest_digest)
 }
+
+/// Replaces layer `index` of the (single) image in the layout at `dir` with
+/// `blob`. With `fix_digest`, the manifest and index are rewritten to name
+/// the new blob (a well-formed image with odd content); without, the old
+/// blob file is overwritten in place (content that fails its digest).
+pub fn replace_layer_blob(dir: &Path, index: usize, blob: &[u8], fix_digest: bool) -> Result<()> {
+    let index_path = dir.join("index.json");
+    let mut image_index: serde_json::Value = serde_json::from_slice(&fs::read(&index_path)?)?;
+    let manifest_digest = image_index["manifests"][0]["digest"]
+        .as_str()
+        .context("index entry")?
+        .to_owned();
+    let blob_path = |digest: &str| dir.join("blobs/sha256").join(&digest["sha256:".len()..]);
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&fs::read(blob_path(&manifest_digest))?)?;
+    let layer = &mut manifest["layers"][index];
+    if !fix_digest {
+        let old = layer["digest"].as_str().context("layer digest")?.to_owned();
+        fs::write(blob_path(&old), blob)?;
+        return Ok(());
+    }
+    layer["digest"] = json!(write_blob(dir, blob)?);
+    layer["size"] = json!(blob.len());
+    let manifest_bytes = serde_json::to_vec(&manifest)?;
+    image_index["manifests"][0]["digest"] = json!(write_blob(dir, &manifest_bytes)?);
+    image_index["manifests"][0]["size"] = json!(manifest_bytes.len());
+    fs::write(index_path, serde_json::to_vec(&image_index)?)?;
+    Ok(())
+}
+
+/// Overwrites the manifest blob of the layout's image so that it no longer
+/// matches the digest the index names.
+pub fn corrupt_manifest(dir: &Path) -> Result<()> {
+    let image_index: serde_json::Value =
+        serde_json::from_slice(&fs::read(dir.join("index.json"))?)?;
+    let digest = image_index["manifests"][0]["digest"]
+        .as_str()
+        .context("index entry")?;
+    let path = dir.join("blobs/sha256").join(&digest["sha256:".len()..]);
+    let mut bytes = fs::read(&path)?;
+    let pos = bytes
+        .iter()
+        .position(|b| *b == b'2')
+        .context("schemaVersion digit")?;
+    bytes.insert(pos, b' ');
+    fs::write(path, bytes).map_err(Into::into)
+}
+
+/// The tags in a layout's `index.json`.
+pub fn layout_tags(dir: &Path) -> Result<Vec<String>> {
+    let image_index: serde_json::Value =
+        serde_json::from_slice(&fs::read(dir.join("index.json"))?)?;
+    Ok(image_index["manifests"]
+        .as_array()
+        .map(|m| {
+            m.iter()
+                .filter_map(|d| {
+                    d["annotations"]["org.opencontainers.image.ref.name"]
+                        .as_str()
+                        .map(str::to_owned)
+                })
+                .collect()
+        })
+        .unwrap_or_default())
+}

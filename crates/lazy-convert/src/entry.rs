@@ -61,6 +61,14 @@ pub(crate) fn read_header<R: Read>(
     };
     let io_fail = |e| fail(HeaderErrorKind::Io(e));
     let pax = PaxFields::read(item).map_err(io_fail)?;
+    if pax.gnu_sparse {
+        // The tar crate reads only old GNU sparse headers; converting a PAX
+        // sparse file would store its sparse map as content.
+        return Err(fail(HeaderErrorKind::Unsupported(
+            "PAX-format sparse file (GNU.sparse.*); re-create the layer with GNU tar --format=gnu"
+                .into(),
+        )));
+    }
     let header = item.header();
     let (kind, content) = match header.entry_type() {
         EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => (
@@ -145,6 +153,7 @@ struct PaxFields {
     mtime: Option<(i64, u32)>,
     uid: Option<u64>,
     gid: Option<u64>,
+    gnu_sparse: bool,
 }
 
 impl PaxFields {
@@ -168,6 +177,8 @@ impl PaxFields {
                 fields.uid = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok());
             } else if key == b"gid" {
                 fields.gid = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok());
+            } else if key.starts_with(b"GNU.sparse.") {
+                fields.gnu_sparse = true;
             }
         }
         Ok(fields)

@@ -57,6 +57,29 @@ pub struct ConvertedLayer {
 /// the lazy blob to `out`. `layer` names the layer in errors. The input is
 /// read to its end, so a verifying reader can report a digest mismatch.
 pub fn convert_layer<R: Read, W: Write + Send>(
+    mut input: R,
+    out: W,
+    opts: &ConvertOptions,
+    layer: &str,
+) -> Result<ConvertedLayer> {
+    let result = convert_stream(&mut input, out, opts, layer);
+    if let Err(err) = &result
+        && !matches!(err, ConvertError::Write { .. })
+    {
+        // A corrupt blob often breaks the decompressor or the tar parser
+        // before its digest is checked at the end: if the rest of the stream
+        // fails verification, that is the error worth reporting.
+        if let Err(source) = io::copy(&mut input, &mut io::sink()) {
+            return Err(ConvertError::Read {
+                layer: layer.to_owned(),
+                source,
+            });
+        }
+    }
+    result
+}
+
+fn convert_stream<R: Read, W: Write + Send>(
     input: R,
     out: W,
     opts: &ConvertOptions,

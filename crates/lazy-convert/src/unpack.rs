@@ -4,7 +4,7 @@
 
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Seek, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt, lchown, symlink};
 use std::path::{Path, PathBuf};
@@ -115,13 +115,27 @@ fn make_node(
                 .mode(0o600)
                 .open(path)
                 .map_err(|e| err(path, e))?;
+            let mut last: Option<(&ChunkRecord, Vec<u8>)> = None;
+            let mut size: u64 = 0;
             for record in meta.file_chunks(list) {
-                let stored = chunks.read_stored(record).map_err(|e| err(path, e))?;
-                let data = decode_chunk(record, &stored)
-                    .map_err(|e| err(path, io::Error::new(io::ErrorKind::InvalidData, e)))?;
-                file.write_all(&data).map_err(|e| err(path, e))?;
+                // Repeated chunks (zeros of a sparse file) are decoded once.
+                if last.as_ref().is_none_or(|(r, _)| *r != record) {
+                    let stored = chunks.read_stored(record).map_err(|e| err(path, e))?;
+                    let data = decode_chunk(record, &stored)
+                        .map_err(|e| err(path, io::Error::new(io::ErrorKind::InvalidData, e)))?;
+                    last = Some((record, data));
+                }
+                let data = &last.as_ref().expect("decoded above").1;
+                // Holes for zero chunks keep sparse files sparse.
+                if data.iter().all(|b| *b == 0) {
+                    file.seek(io::SeekFrom::Current(i64::from(record.size)))
+                        .map_err(|e| err(path, e))?;
+                } else {
+                    file.write_all(data).map_err(|e| err(path, e))?;
+                }
+                size += u64::from(record.size);
             }
-            Ok(())
+            file.set_len(size).map_err(|e| err(path, e))
         }
         EntryKind::Symlink { target } => {
             symlink(OsStr::from_bytes(target), path).map_err(|e| err(path, e))

@@ -140,6 +140,9 @@ pub struct LayerStats {
     pub unique_chunks: u64,
     /// Bytes of file content as the files see it.
     pub file_bytes: u64,
+    /// Bytes of distinct chunks, uncompressed (`file_bytes / chunk_bytes`
+    /// is the dedup ratio).
+    pub chunk_bytes: u64,
     /// Bytes of chunk data in the blob.
     pub data_bytes: u64,
 }
@@ -150,6 +153,7 @@ impl LayerMeta {
         let mut stats = LayerStats {
             entries: self.entries.len() as u64,
             unique_chunks: self.chunks.len() as u64,
+            chunk_bytes: self.chunks.iter().map(|c| u64::from(c.size)).sum(),
             data_bytes: self.chunks.iter().map(|c| u64::from(c.stored_len)).sum(),
             ..LayerStats::default()
         };
