@@ -24,7 +24,7 @@ build_debian_image() {
   umoci new --image "$layout:$tag"
   umoci unpack --image "$layout:$tag" "$bundle/b" >/dev/null
   (cd "$cache" && tar --exclude=./.complete -cf - .) | tar -xf - -C "$bundle/b/rootfs"
-  umoci repack --image "$layout:$tag" "$bundle/b" >/dev/null
+  umoci repack --refresh-bundle --image "$layout:$tag" "$bundle/b" >/dev/null
   if [ $# -gt 0 ]; then
     echo ">> apt-get install $* (second layer)" >&2
     local root=$bundle/b/rootfs

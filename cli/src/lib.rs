@@ -1,6 +1,10 @@
 //! The lazyfs command-line front ends. Each subcommand is a small module
 //! that parses nothing itself (clap does) and calls the library crates.
 
+// Doc comments here are clap help texts, written in usage syntax
+// (`REPO[:TAG]`), not rustdoc links.
+#![allow(rustdoc::broken_intra_doc_links)]
+
 pub mod convert;
 pub mod inspect;
 pub mod progress;

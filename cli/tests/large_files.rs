@@ -27,27 +27,51 @@ fn multi_gigabyte_sparse_file_round_trips() {
     let layer_tar = work.path().join("layer.tar");
     run(
         "tar",
-        &["--sparse", "--format=gnu", "--numeric-owner", "-cf", layer_tar.to_str().unwrap(), "-C", tree.to_str().unwrap(), "."],
+        &[
+            "--sparse",
+            "--format=gnu",
+            "--numeric-owner",
+            "-cf",
+            layer_tar.to_str().unwrap(),
+            "-C",
+            tree.to_str().unwrap(),
+            ".",
+        ],
     );
     let tar_bytes = std::fs::read(&layer_tar).unwrap();
-    assert!(tar_bytes.len() < 1 << 20, "GNU sparse tar stays small: {}", tar_bytes.len());
+    assert!(
+        tar_bytes.len() < 1 << 20,
+        "GNU sparse tar stays small: {}",
+        tar_bytes.len()
+    );
     let src = work.path().join("src");
     write_oci_image(&src, "v1", &[tar_bytes], TestCompression::Gzip).unwrap();
 
     let lazy = format!("oci:{}:lazy", work.path().join("lazy").display());
     lazyctl_ok(&["convert", &format!("oci:{}:v1", src.display()), &lazy]);
-    let report: serde_json::Value = serde_json::from_str(&lazyctl_ok(&["inspect", "--json", &lazy])).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(&lazyctl_ok(&["inspect", "--json", &lazy])).unwrap();
     let stats = &report["layers"][0]["stats"];
     assert_eq!(stats["file_bytes"].as_u64(), Some(SIZE), "{stats}");
-    assert!(stats["unique_chunks"].as_u64().unwrap() <= 6, "zero chunks are stored once: {stats}");
-    assert!(report["layers"][0]["size"].as_u64().unwrap() < 1 << 20, "lazy layer stays small: {report}");
+    assert!(
+        stats["unique_chunks"].as_u64().unwrap() <= 6,
+        "zero chunks are stored once: {stats}"
+    );
+    assert!(
+        report["layers"][0]["size"].as_u64().unwrap() < 1 << 20,
+        "lazy layer stays small: {report}"
+    );
 
     let out = work.path().join("rootfs");
     lazyctl_ok(&["unpack", &lazy, out.to_str().unwrap()]);
     let unpacked = File::open(out.join("disk.img")).unwrap();
     let meta = unpacked.metadata().unwrap();
     assert_eq!(meta.len(), SIZE);
-    assert!(meta.blocks() * 512 < 64 << 20, "unpacked file is sparse: {} blocks", meta.blocks());
+    assert!(
+        meta.blocks() * 512 < 64 << 20,
+        "unpacked file is sparse: {} blocks",
+        meta.blocks()
+    );
     for (offset, data) in marks {
         let mut buf = vec![0u8; data.len()];
         unpacked.read_exact_at(&mut buf, offset).unwrap();

@@ -51,6 +51,14 @@ pub enum ImageError {
         /// What the decoder found.
         source: lazy_format::FormatError,
     },
+    /// Downloading a blob failed or it failed verification.
+    #[error("downloading layer {digest}: {source}")]
+    Download {
+        /// The blob.
+        digest: String,
+        /// Underlying error (`InvalidData` for a digest mismatch).
+        source: std::io::Error,
+    },
     /// A local file operation failed.
     #[error("{path}: {source}")]
     Io {

@@ -148,11 +148,9 @@ pub async fn unpack_image(
             tokio::fs::File::from_std(temp.try_clone().map_err(|source| io_err(dir, source))?);
         tokio::io::copy(&mut stream, &mut writer)
             .await
-            .map_err(|source| {
-                ImageError::Oci(lazy_oci::OciError::Io {
-                    path: format!("layer {digest}").into(),
-                    source,
-                })
+            .map_err(|source| ImageError::Download {
+                digest: digest.clone(),
+                source,
             })?;
         let (dir, name, size) = (dir.to_path_buf(), name.to_owned(), desc.size());
         let layer = tokio::task::spawn_blocking(move || -> Result<LayerInspection, ImageError> {
