@@ -43,12 +43,12 @@ for run in $(seq "$RUNS"); do
   sync; echo 3 >/proc/sys/vm/drop_caches
   t0=$(now)
   skopeo copy --quiet --src-tls-verify=false "docker://$SRC" "oci:$WORK/pull:latest"
-  umoci raw unpack --image "$WORK/pull:latest" "$WORK/rootfs"
+  umoci raw unpack --image "$WORK/pull:latest" "$WORK/rootfs" 2>/dev/null
   T[pull]+="$(elapsed "$t0" "$(now)") "
   for cs in $CHUNK_SIZES; do
     sync; echo 3 >/proc/sys/vm/drop_caches
     t0=$(now)
-    "$LAZYCTL" convert --insecure "$REGISTRY" --chunk-size "$cs" "$SRC" "$REGISTRY/r-base-lazy-$cs-$run:latest" >/dev/null
+    "$LAZYCTL" convert --insecure "$REGISTRY" --chunk-size "$cs" "$SRC" "$REGISTRY/r-base-lazy-${cs,,}-$run:latest" >/dev/null
     T[$cs]+="$(elapsed "$t0" "$(now)") "
   done
 done
@@ -73,13 +73,14 @@ UNPACKED=$(du -sb --apparent-size "$WORK/rootfs" | cut -f1)
     echo "## lazyctl inspect (chunk size $cs)"
     echo
     echo '```'
-    "$LAZYCTL" inspect --insecure "$REGISTRY" "$REGISTRY/r-base-lazy-$cs-1:latest"
+    "$LAZYCTL" inspect --insecure "$REGISTRY" "$REGISTRY/r-base-lazy-${cs,,}-1:latest"
     echo '```'
     echo
   done
   echo "Source image layers (compressed):"
   echo
   echo '```'
-  skopeo inspect --tls-verify=false "docker://$SRC" | python3 -c 'import json,sys; d=json.load(sys.stdin); [print(l["Digest"][:19], l["Size"]) for l in d["LayersData"]]; print("total", sum(l["Size"] for l in d["LayersData"]))'
+  skopeo inspect --raw --tls-verify=false "docker://$SRC" \
+    | python3 -c 'import json,sys; m=json.load(sys.stdin); [print(l["digest"][:19], l["size"]) for l in m["layers"]]; print("total", sum(l["size"] for l in m["layers"]))'
   echo '```'
 } | tee "$RESULTS/convert-$(date -u +%Y%m%d-%H%M).md"

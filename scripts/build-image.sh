@@ -30,9 +30,10 @@ build_debian_image() {
     local root=$bundle/b/rootfs
     cp /etc/resolv.conf "$root/etc/resolv.conf"
     mount -t proc proc "$root/proc"
-    chroot "$root" sh -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $* >/dev/null && apt-get clean && rm -rf /var/lib/apt/lists/*" \
-      || { umount "$root/proc"; return 1; }
+    chroot "$root" sh -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $* && apt-get clean && rm -rf /var/lib/apt/lists/*" \
+      >"$layout.apt.log" 2>&1 || { umount "$root/proc"; echo "apt-get failed; see $layout.apt.log" >&2; return 1; }
     umount "$root/proc"
+    rm -f "$root/etc/resolv.conf"
     umoci repack --image "$layout:$tag" "$bundle/b" >/dev/null
   fi
   umoci config --image "$layout:$tag" --config.cmd=/bin/bash \
