@@ -1,0 +1,140 @@
+//! The rocksdb index of cached chunks: digest → size and last access.
+//! Written after the chunk file is in place, so an index entry always
+//! names a complete file; start-up reconciles the two.
+
+use std::path::Path;
+
+use lazy_format::ChunkDigest;
+use rocksdb::{DB, IteratorMode, Options, WriteBatch};
+
+use crate::CacheError;
+
+/// What the index records about one chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexEntry {
+    /// Uncompressed size in bytes.
+    pub size: u64,
+    /// Last access, seconds since the epoch (coarse).
+    pub last_access: u64,
+}
+
+impl IndexEntry {
+    fn encode(&self) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        out[..8].copy_from_slice(&self.size.to_le_bytes());
+        out[8..].copy_from_slice(&self.last_access.to_le_bytes());
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        let bytes: &[u8; 16] = bytes.try_into().ok()?;
+        let (size, last) = bytes.split_at(8);
+        Some(Self {
+            size: u64::from_le_bytes(size.try_into().ok()?),
+            last_access: u64::from_le_bytes(last.try_into().ok()?),
+        })
+    }
+}
+
+/// An index record by raw key: parsed, or `None` when malformed.
+pub type RawEntry = (Vec<u8>, Option<(ChunkDigest, IndexEntry)>);
+
+/// The chunk index database.
+pub struct ChunkIndex {
+    db: DB,
+}
+
+impl std::fmt::Debug for ChunkIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChunkIndex")
+            .field("path", &self.db.path())
+            .finish()
+    }
+}
+
+fn db_err(e: rocksdb::Error) -> CacheError {
+    CacheError::Index(e.into_string())
+}
+
+impl ChunkIndex {
+    /// Opens (creating) `<cache>/index`.
+    pub fn open(cache_dir: &Path) -> Result<Self, CacheError> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        // Small records, few writes: keep the footprint small.
+        opts.set_keep_log_file_num(2);
+        opts.set_max_open_files(64);
+        let db = DB::open(&opts, cache_dir.join("index")).map_err(db_err)?;
+        Ok(Self { db })
+    }
+
+    /// Records a chunk.
+    pub fn put(&self, digest: &ChunkDigest, entry: IndexEntry) -> Result<(), CacheError> {
+        self.db.put(digest.0, entry.encode()).map_err(db_err)
+    }
+
+    /// Forgets chunks.
+    pub fn delete_all(&self, digests: &[ChunkDigest]) -> Result<(), CacheError> {
+        let mut batch = WriteBatch::default();
+        for d in digests {
+            batch.delete(d.0);
+        }
+        self.db.write(batch).map_err(db_err)
+    }
+
+    /// Every entry by raw key; malformed records are `None` for cleanup.
+    pub fn entries(&self) -> Result<Vec<RawEntry>, CacheError> {
+        let mut out = Vec::new();
+        for item in self.db.iterator(IteratorMode::Start) {
+            let (key, value) = item.map_err(db_err)?;
+            let parsed = <[u8; 32]>::try_from(&key[..])
+                .ok()
+                .and_then(|k| IndexEntry::decode(&value).map(|e| (ChunkDigest(k), e)));
+            out.push((key.to_vec(), parsed));
+        }
+        Ok(out)
+    }
+
+    /// Deletes a raw key (for malformed records).
+    pub fn delete_raw(&self, key: &[u8]) -> Result<(), CacheError> {
+        self.db.delete(key).map_err(db_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn persists_across_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = ChunkDigest::of(b"x");
+        {
+            let index = ChunkIndex::open(dir.path()).unwrap();
+            index
+                .put(
+                    &d,
+                    IndexEntry {
+                        size: 7,
+                        last_access: 9,
+                    },
+                )
+                .unwrap();
+        }
+        let index = ChunkIndex::open(dir.path()).unwrap();
+        let entries = index.entries().unwrap();
+        assert_eq!(entries.len(), 1);
+        assert_eq!(
+            entries[0].1,
+            Some((
+                d,
+                IndexEntry {
+                    size: 7,
+                    last_access: 9
+                }
+            ))
+        );
+        index.delete_all(&[d]).unwrap();
+        assert!(index.entries().unwrap().is_empty());
+    }
+}

@@ -1,0 +1,175 @@
+//! In-memory accounting of the cached chunks: sizes, recency, readers and
+//! pins. Decides what to evict; never a chunk being read or a pinned one.
+
+use std::collections::{BTreeSet, HashMap};
+
+use lazy_format::ChunkDigest;
+
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    size: u64,
+    tick: u64,
+    readers: u32,
+}
+
+/// The chunks present in the store, in least-recently-used order.
+#[derive(Debug, Default)]
+pub(crate) struct Ledger {
+    chunks: HashMap<ChunkDigest, Held>,
+    order: BTreeSet<(u64, ChunkDigest)>,
+    pins: HashMap<ChunkDigest, u32>,
+    tick: u64,
+    total: u64,
+}
+
+impl Ledger {
+    fn next_tick(&mut self) -> u64 {
+        self.tick += 1;
+        self.tick
+    }
+
+    /// Adds a present chunk (oldest-first when loading); `reader` takes a
+    /// read reference for the caller. Returns false if it was there already.
+    pub(crate) fn insert(&mut self, digest: ChunkDigest, size: u64, reader: bool) -> bool {
+        if self.acquire_if(digest, reader) {
+            return false;
+        }
+        let tick = self.next_tick();
+        self.chunks.insert(
+            digest,
+            Held {
+                size,
+                tick,
+                readers: u32::from(reader),
+            },
+        );
+        self.order.insert((tick, digest));
+        self.total += size;
+        true
+    }
+
+    /// If present: marks it used now and takes a read reference.
+    pub(crate) fn acquire(&mut self, digest: ChunkDigest) -> bool {
+        self.acquire_if(digest, true)
+    }
+
+    fn acquire_if(&mut self, digest: ChunkDigest, reader: bool) -> bool {
+        let tick = self.next_tick();
+        let Some(held) = self.chunks.get_mut(&digest) else {
+            return false;
+        };
+        self.order.remove(&(held.tick, digest));
+        held.tick = tick;
+        held.readers += u32::from(reader);
+        self.order.insert((tick, digest));
+        true
+    }
+
+    /// Drops a read reference.
+    pub(crate) fn release(&mut self, digest: ChunkDigest) {
+        if let Some(held) = self.chunks.get_mut(&digest) {
+            held.readers = held.readers.saturating_sub(1);
+        }
+    }
+
+    /// Protects chunks from eviction (counted: pin twice, unpin twice).
+    pub(crate) fn pin(&mut self, digests: impl IntoIterator<Item = ChunkDigest>) {
+        for d in digests {
+            *self.pins.entry(d).or_default() += 1;
+        }
+    }
+
+    /// Undoes one [`Ledger::pin`].
+    pub(crate) fn unpin(&mut self, digests: impl IntoIterator<Item = ChunkDigest>) {
+        for d in digests {
+            if let Some(n) = self.pins.get_mut(&d) {
+                *n -= 1;
+                if *n == 0 {
+                    self.pins.remove(&d);
+                }
+            }
+        }
+    }
+
+    /// Removes least-recently-used chunks that are neither read nor pinned
+    /// until at most `quota` bytes remain; returns them for deletion.
+    pub(crate) fn evict_to(&mut self, quota: u64) -> Vec<(ChunkDigest, u64)> {
+        let mut victims = Vec::new();
+        if self.total <= quota {
+            return victims;
+        }
+        let candidates: Vec<(u64, ChunkDigest)> = self
+            .order
+            .iter()
+            .filter(|(_, d)| self.chunks[d].readers == 0 && !self.pins.contains_key(d))
+            .copied()
+            .collect();
+        for (tick, digest) in candidates {
+            if self.total <= quota {
+                break;
+            }
+            let held = self.chunks.remove(&digest).expect("ordered chunk is held");
+            self.order.remove(&(tick, digest));
+            self.total -= held.size;
+            victims.push((digest, held.size));
+        }
+        victims
+    }
+
+    /// Forgets a chunk whatever its state (it was found corrupt or missing).
+    pub(crate) fn forget(&mut self, digest: ChunkDigest) {
+        if let Some(held) = self.chunks.remove(&digest) {
+            self.order.remove(&(held.tick, digest));
+            self.total -= held.size;
+        }
+    }
+
+    /// Whether a chunk is present.
+    pub(crate) fn contains(&self, digest: &ChunkDigest) -> bool {
+        self.chunks.contains_key(digest)
+    }
+
+    /// Bytes held.
+    pub(crate) fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// Chunks held.
+    pub(crate) fn count(&self) -> usize {
+        self.chunks.len()
+    }
+
+    /// All present digests (for verification).
+    pub(crate) fn digests(&self) -> Vec<ChunkDigest> {
+        self.chunks.keys().copied().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(n: u8) -> ChunkDigest {
+        ChunkDigest([n; 32])
+    }
+
+    #[test]
+    fn evicts_least_recent_but_never_read_or_pinned() {
+        let mut l = Ledger::default();
+        for n in 1..=4 {
+            l.insert(d(n), 10, false);
+        }
+        assert!(l.acquire(d(1))); // 1 is now most recent and being read
+        l.pin([d(2)]);
+        let victims = l.evict_to(20);
+        assert_eq!(victims, vec![(d(3), 10), (d(4), 10)]);
+        assert_eq!(l.total(), 20);
+        // Nothing evictable left: over quota is tolerated, not violated by eviction of readers.
+        assert!(l.evict_to(0).is_empty());
+        l.release(d(1));
+        assert_eq!(l.evict_to(10), vec![(d(1), 10)]);
+        l.unpin([d(2)]);
+        assert_eq!(l.evict_to(0), vec![(d(2), 10)]);
+        assert_eq!(l.count(), 0);
+    }
+}

@@ -1,0 +1,139 @@
+//! Chunk files: `<dir>/chunks/<2 hex>/<64 hex>`, uncompressed, verified
+//! before they are written. Written to a temp file and renamed into place,
+//! so a crash never leaves a partial chunk under its final name.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use lazy_format::ChunkDigest;
+
+use crate::CacheError;
+
+const TEMP_SUFFIX: &str = ".tmp";
+
+/// The chunk files of one cache directory.
+#[derive(Debug)]
+pub struct ChunkStore {
+    dir: PathBuf,
+    temp_counter: AtomicU64,
+}
+
+impl ChunkStore {
+    /// Opens (creating) `<cache>/chunks`.
+    pub fn open(cache_dir: &Path) -> Result<Self, CacheError> {
+        let dir = cache_dir.join("chunks");
+        fs::create_dir_all(&dir).map_err(|e| CacheError::store(&dir, e))?;
+        Ok(Self {
+            dir,
+            temp_counter: AtomicU64::new(0),
+        })
+    }
+
+    /// Where a chunk lives.
+    pub fn path(&self, digest: &ChunkDigest) -> PathBuf {
+        let hex = digest.hex();
+        self.dir.join(&hex[..2]).join(hex)
+    }
+
+    /// Writes verified chunk bytes under their digest (temp file, rename).
+    pub fn write(&self, digest: &ChunkDigest, data: &[u8]) -> Result<(), CacheError> {
+        let path = self.path(digest);
+        let parent = path.parent().expect("chunk path has a parent");
+        fs::create_dir_all(parent).map_err(|e| CacheError::store(parent, e))?;
+        let n = self.temp_counter.fetch_add(1, Ordering::Relaxed);
+        let temp = parent.join(format!(
+            "{}.{}.{n}{TEMP_SUFFIX}",
+            digest.hex(),
+            std::process::id()
+        ));
+        let result = File::create(&temp)
+            .and_then(|mut f| f.write_all(data))
+            .and_then(|()| fs::rename(&temp, &path));
+        if let Err(e) = result {
+            let _ = fs::remove_file(&temp);
+            return Err(CacheError::store(&path, e));
+        }
+        Ok(())
+    }
+
+    /// Reads `buf.len()` bytes of a chunk from `offset`.
+    pub fn read_at(
+        &self,
+        digest: &ChunkDigest,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<(), CacheError> {
+        let path = self.path(digest);
+        File::open(&path)
+            .and_then(|f| f.read_exact_at(buf, offset))
+            .map_err(|e| CacheError::store(&path, e))
+    }
+
+    /// Reads a whole chunk.
+    pub fn read(&self, digest: &ChunkDigest) -> Result<Vec<u8>, CacheError> {
+        let path = self.path(digest);
+        fs::read(&path).map_err(|e| CacheError::store(&path, e))
+    }
+
+    /// Deletes a chunk file (missing is fine).
+    pub fn remove(&self, digest: &ChunkDigest) -> Result<(), CacheError> {
+        let path = self.path(digest);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(CacheError::store(&path, e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Every chunk file on disk with its size; deletes leftover temp files
+    /// and files whose names are not digests.
+    pub fn scan(&self) -> Result<Vec<(ChunkDigest, u64)>, CacheError> {
+        let mut found = Vec::new();
+        let io = |p: &Path, e| CacheError::store(p, e);
+        for sub in fs::read_dir(&self.dir).map_err(|e| io(&self.dir, e))? {
+            let sub = sub.map_err(|e| io(&self.dir, e))?.path();
+            if !sub.is_dir() {
+                continue;
+            }
+            for file in fs::read_dir(&sub).map_err(|e| io(&sub, e))? {
+                let file = file.map_err(|e| io(&sub, e))?;
+                let name = file.file_name();
+                let digest = name.to_str().and_then(|n| n.parse::<ChunkDigest>().ok());
+                match digest {
+                    Some(d) => {
+                        found.push((d, file.metadata().map_err(|e| io(&file.path(), e))?.len()))
+                    }
+                    None => {
+                        tracing::debug!(path = %file.path().display(), "removing stray cache file");
+                        let _ = fs::remove_file(file.path());
+                    }
+                }
+            }
+        }
+        Ok(found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_read_scan_remove() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(dir.path()).unwrap();
+        let d = ChunkDigest::of(b"abc");
+        store.write(&d, b"abc").unwrap();
+        let mut buf = [0u8; 2];
+        store.read_at(&d, 1, &mut buf).unwrap();
+        assert_eq!(&buf, b"bc");
+        let leftover = store.path(&d).with_extension("123.tmp");
+        fs::write(&leftover, b"partial").unwrap();
+        assert_eq!(store.scan().unwrap(), vec![(d, 3)]);
+        assert!(!leftover.exists(), "temp files are cleaned");
+        store.remove(&d).unwrap();
+        assert!(store.scan().unwrap().is_empty());
+    }
+}
