@@ -9,8 +9,9 @@ pub mod convert;
 pub mod inspect;
 pub mod progress;
 pub mod registry_args;
-pub mod size;
 pub mod unpack;
+
+pub use lazy_fusefs::size;
 
 /// Sets up logging to stderr: `RUST_LOG` if set, else warnings (or debug
 /// with `verbose`).

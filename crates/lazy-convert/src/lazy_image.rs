@@ -69,12 +69,12 @@ pub async fn fetch_lazy_manifest(
 }
 
 /// Reads one layer's metadata with one range read (two when the descriptor
-/// lacks the offset annotations). Returns it with its `[metadata][footer]` length.
+/// lacks the offset annotations). Returns it with the `[metadata][footer]` bytes.
 pub async fn read_layer_meta(
     store: &ImageStore,
     desc: &Descriptor,
     name: &str,
-) -> Result<(LayerMeta, u64), ImageError> {
+) -> Result<(LayerMeta, Vec<u8>), ImageError> {
     let digest = desc.digest().to_string();
     let size = desc.size();
     let annotated = desc.annotations().as_ref().and_then(|a| {
@@ -103,7 +103,7 @@ pub async fn read_layer_meta(
     }
     let tail = store.read_range(&digest, offset..size).await?;
     let meta = decode_tail(&tail, size).map_err(|e| format_err(name, &digest, e))?;
-    Ok((meta, size - offset))
+    Ok((meta, tail))
 }
 
 /// Reads every layer's metadata and counts.
@@ -111,7 +111,8 @@ pub async fn inspect_image(store: &ImageStore, name: &str) -> Result<ImageInspec
     let fetched = fetch_lazy_manifest(store, name).await?;
     let mut layers = Vec::new();
     for desc in fetched.manifest.layers() {
-        let (meta, meta_bytes) = read_layer_meta(store, desc, name).await?;
+        let (meta, tail) = read_layer_meta(store, desc, name).await?;
+        let meta_bytes = tail.len() as u64;
         layers.push(LayerInspection {
             digest: desc.digest().to_string(),
             size: desc.size(),

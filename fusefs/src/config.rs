@@ -1,0 +1,186 @@
+//! `/etc/lazyfs/config.toml`: every setting of lazyfsd, each with a default.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::size::parse_size;
+
+/// Default configuration file.
+pub const DEFAULT_CONFIG: &str = "/etc/lazyfs/config.toml";
+
+/// The daemon's settings.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DaemonConfig {
+    /// Cache directory: chunk files, index, layer metadata.
+    pub cache_dir: PathBuf,
+    /// Where the FUSE filesystem is mounted.
+    pub mountpoint: PathBuf,
+    /// The control socket (mode 0600).
+    pub socket: PathBuf,
+    /// Log file in daemon mode.
+    pub log_file: PathBuf,
+    /// Cache quota, e.g. "10G".
+    pub quota: String,
+    /// Memory for the hot set of small chunks, e.g. "64M".
+    pub hot_set: String,
+    /// Seconds before a chunk fetch fails with EIO.
+    pub fetch_timeout_secs: u64,
+    /// Range requests in flight at once.
+    pub max_concurrent_fetches: usize,
+    /// Threads reading /dev/fuse.
+    pub fuse_threads: usize,
+    /// Prometheus metrics address (`host:port`); none when empty.
+    pub metrics_address: String,
+    /// Registry settings.
+    pub registry: RegistryConfig,
+}
+
+/// How lazyfsd reaches registries.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// Hosts spoken to over plain HTTP.
+    pub insecure: Vec<String>,
+    /// Docker config with credentials (default: $DOCKER_CONFIG or ~/.docker).
+    pub docker_config: Option<PathBuf>,
+    /// Timeout of one registry request, seconds.
+    pub timeout_secs: u64,
+    /// Retries of failed requests.
+    pub retries: u32,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        Self {
+            cache_dir: PathBuf::from("/var/lib/lazyfs"),
+            mountpoint: PathBuf::from("/var/lib/lazyfs/mnt"),
+            socket: PathBuf::from("/run/lazyfs/lazyfsd.sock"),
+            log_file: PathBuf::from("/var/log/lazyfsd.log"),
+            quota: "10G".into(),
+            hot_set: "64M".into(),
+            fetch_timeout_secs: 30,
+            max_concurrent_fetches: 16,
+            fuse_threads: 4,
+            metrics_address: String::new(),
+            registry: RegistryConfig::default(),
+        }
+    }
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self {
+            insecure: Vec::new(),
+            docker_config: None,
+            timeout_secs: 30,
+            retries: 2,
+        }
+    }
+}
+
+/// Why the configuration is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Parser message (names the key and line).
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("{path}: {key}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The setting.
+        key: &'static str,
+        /// Why.
+        message: String,
+    },
+}
+
+impl DaemonConfig {
+    /// Loads `path`; a missing default file means all defaults.
+    pub fn load(path: &Path, required: bool) -> Result<Self, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => String::new(),
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                });
+            }
+        };
+        let config: Self = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        config
+            .quota_bytes()
+            .map_err(|message| ConfigError::Invalid {
+                path: path.to_owned(),
+                key: "quota",
+                message,
+            })?;
+        config
+            .hot_set_bytes()
+            .map_err(|message| ConfigError::Invalid {
+                path: path.to_owned(),
+                key: "hot_set",
+                message,
+            })?;
+        Ok(config)
+    }
+
+    /// The quota in bytes.
+    pub fn quota_bytes(&self) -> Result<u64, String> {
+        parse_size(&self.quota)
+    }
+
+    /// The hot set budget in bytes.
+    pub fn hot_set_bytes(&self) -> Result<usize, String> {
+        usize::try_from(parse_size(&self.hot_set)?).map_err(|_| "too large".to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_rejects() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "quota = \"2G\"\n[registry]\ninsecure = [\"localhost:5000\"]\n",
+        )
+        .unwrap();
+        let c = DaemonConfig::load(&path, true).unwrap();
+        assert_eq!(c.quota_bytes(), Ok(2 << 30));
+        assert_eq!(c.registry.insecure, vec!["localhost:5000".to_owned()]);
+        assert_eq!(c.fuse_threads, 4);
+        std::fs::write(&path, "qouta = \"2G\"\n").unwrap();
+        let err = DaemonConfig::load(&path, true).unwrap_err().to_string();
+        assert!(err.contains("qouta"), "{err}");
+        std::fs::write(&path, "quota = \"lots\"\n").unwrap();
+        assert!(DaemonConfig::load(&path, true).is_err());
+        assert_eq!(
+            DaemonConfig::load(&dir.path().join("none.toml"), false).unwrap(),
+            DaemonConfig::default()
+        );
+    }
+}

@@ -1,0 +1,82 @@
+//! The control socket server: JSON lines, one request per connection line.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+
+use crate::protocol::{Request, Response};
+use crate::state::DaemonState;
+
+/// Binds the socket (root-only, mode 0600), replacing a stale one.
+pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// Serves connections until the runtime stops.
+pub async fn serve(listener: UnixListener, state: Arc<DaemonState>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                tokio::spawn(handle(stream, Arc::clone(&state)));
+            }
+            Err(e) => tracing::warn!("control socket accept: {e}"),
+        }
+    }
+}
+
+async fn handle(stream: UnixStream, state: Arc<DaemonState>) {
+    let (read, mut write) = stream.into_split();
+    let mut lines = BufReader::new(read).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let response = match serde_json::from_str::<Request>(&line) {
+            Ok(request) => dispatch(&state, request).await,
+            Err(e) => Response::Error(format!("bad request: {e}")),
+        };
+        let mut out = serde_json::to_vec(&response).expect("responses serialize");
+        out.push(b'\n');
+        if write.write_all(&out).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn dispatch(state: &DaemonState, request: Request) -> Response {
+    tracing::debug!(?request, "control request");
+    let result = match request {
+        Request::Ping => Ok(Response::Ok),
+        Request::Attach { image, pin } => state.attach(&image, pin).await.map(Response::Layers),
+        Request::Detach { target } => state.detach(&target).map(|()| Response::Ok),
+        Request::List => Ok(Response::Layers(state.list())),
+        Request::Stats => Ok(Response::Stats(state.stats())),
+        Request::Gc { target_bytes } => {
+            let (chunks, bytes) = state.cache.gc(target_bytes);
+            Ok(Response::Removed {
+                chunks: chunks as u64,
+                removed: bytes,
+            })
+        }
+        Request::Verify => {
+            let cache = state.cache.clone();
+            let (checked, bad) = tokio::task::spawn_blocking(move || cache.verify())
+                .await
+                .expect("verify task");
+            Ok(Response::Removed {
+                chunks: checked as u64,
+                removed: bad.len() as u64,
+            })
+        }
+    };
+    result.unwrap_or_else(Response::Error)
+}

@@ -1,0 +1,139 @@
+//! Wiring: cache, registry client, FUSE session, control socket, metrics.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use fuser::{Config, MountOption, SessionACL};
+use lazy_cache::{CacheConfig, CacheMetrics, ChunkCache, MetaStore};
+use lazy_oci::{ClientOptions, RegistryClient};
+
+use crate::attached::AttachList;
+use crate::client::ControlClient;
+use crate::config::DaemonConfig;
+use crate::fuse::LazyFuse;
+use crate::state::DaemonState;
+use crate::view::LayerTable;
+
+/// Runs lazyfsd until SIGINT or SIGTERM; calls `ready` once the mount and
+/// the control socket are up.
+pub fn run(config: &DaemonConfig, ready: impl FnOnce()) -> anyhow::Result<()> {
+    if ControlClient::new(&config.socket, Duration::from_secs(2)).is_up() {
+        bail!(
+            "lazyfsd is already running (socket {})",
+            config.socket.display()
+        );
+    }
+    std::fs::create_dir_all(&config.cache_dir)
+        .with_context(|| format!("creating {}", config.cache_dir.display()))?;
+    clean_stale_mount(&config.mountpoint)?;
+    std::fs::create_dir_all(&config.mountpoint)
+        .with_context(|| format!("creating {}", config.mountpoint.display()))?;
+
+    let registry = prometheus::Registry::new();
+    let metrics = CacheMetrics::register(&registry)?;
+    let attached_gauge = prometheus::IntGauge::new("lazyfs_attached_layers", "Layers attached")?;
+    registry.register(Box::new(attached_gauge.clone()))?;
+    let cache_config = CacheConfig {
+        quota_bytes: config.quota_bytes().map_err(anyhow::Error::msg)?,
+        hot_set_bytes: config.hot_set_bytes().map_err(anyhow::Error::msg)?,
+        fetch_timeout: Duration::from_secs(config.fetch_timeout_secs.max(1)),
+        max_concurrent_fetches: config.max_concurrent_fetches.max(1),
+        ..CacheConfig::new(&config.cache_dir)
+    };
+    let cache = ChunkCache::open(cache_config, metrics.clone()).context("opening the cache")?;
+    let client = RegistryClient::new(ClientOptions {
+        insecure_hosts: config.registry.insecure.clone(),
+        timeout: Duration::from_secs(config.registry.timeout_secs.max(1)),
+        retries: config.registry.retries,
+        docker_config: config.registry.docker_config.clone(),
+        ..ClientOptions::default()
+    })?;
+    let state = Arc::new(DaemonState {
+        table: Arc::new(LayerTable::default()),
+        meta_store: MetaStore::open(&config.cache_dir)?,
+        attached: Mutex::new(AttachList::load(&config.cache_dir)),
+        notifier: Mutex::new(None),
+        mountpoint: config.mountpoint.clone(),
+        cache: cache.clone(),
+        metrics,
+        client,
+        attached_gauge,
+    });
+    state.restore();
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .thread_name("lazyfsd-io")
+        .enable_all()
+        .build()?;
+    let fs = LazyFuse {
+        table: Arc::clone(&state.table),
+        cache,
+        runtime: runtime.handle().clone(),
+    };
+    let mut fuse_config = Config::default();
+    fuse_config.mount_options = vec![
+        MountOption::FSName("lazyfs".into()),
+        MountOption::Subtype("lazyfs".into()),
+        MountOption::RO,
+        MountOption::DefaultPermissions,
+        MountOption::Dev,
+        MountOption::Suid,
+    ];
+    fuse_config.acl = SessionACL::All;
+    fuse_config.n_threads = Some(config.fuse_threads.max(1));
+    fuse_config.clone_fd = true;
+    let session = fuser::Session::new(fs, &config.mountpoint, &fuse_config)
+        .with_context(|| format!("mounting FUSE at {}", config.mountpoint.display()))?;
+    let background = session.spawn().context("starting the FUSE session")?;
+    *state.notifier.lock().expect("notifier lock") = Some(background.notifier());
+
+    runtime.block_on(async {
+        let listener = crate::control::bind(&config.socket)
+            .with_context(|| format!("binding control socket {}", config.socket.display()))?;
+        tokio::spawn(crate::control::serve(listener, Arc::clone(&state)));
+        if !config.metrics_address.is_empty() {
+            let metrics = tokio::net::TcpListener::bind(&config.metrics_address)
+                .await
+                .with_context(|| format!("binding metrics address {}", config.metrics_address))?;
+            tokio::spawn(crate::metrics_http::serve(metrics, registry));
+        }
+        tracing::info!(mountpoint = %config.mountpoint.display(), socket = %config.socket.display(), "lazyfsd ready");
+        ready();
+        wait_for_signal().await
+    })?;
+    tracing::info!("lazyfsd stopping");
+    let _ = std::fs::remove_file(&config.socket);
+    background.umount_and_join().context("unmounting")?;
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}
+
+/// Unmounts what a killed daemon left at `mountpoint` (a FUSE mount whose
+/// daemon is gone answers ENOTCONN).
+fn clean_stale_mount(mountpoint: &Path) -> anyhow::Result<()> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let target = mountpoint.to_string_lossy();
+    let mounted = mountinfo
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(target.as_ref()));
+    if mounted {
+        tracing::warn!("unmounting stale mount at {}", mountpoint.display());
+        nix::mount::umount2(mountpoint, nix::mount::MntFlags::MNT_DETACH)
+            .with_context(|| format!("unmounting stale mount at {}", mountpoint.display()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,255 @@
+//! The fuser adapter: each callback asks the [`LayerTable`] or the cache
+//! and answers; errors become errnos in one place ([`FsError::errno`]).
+//! Reads run on the tokio runtime so that many can wait on fetches at once.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fuser::{
+    FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, LockOwner, OpenFlags,
+    ReplyAttr, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEntry, ReplyOpen, ReplyStatfs,
+    ReplyXattr, Request,
+};
+use lazy_cache::ChunkCache;
+use lazy_format::EntryKind;
+
+use crate::error::FsError;
+use crate::view::LayerTable;
+
+/// Content is immutable: the kernel may cache names and attributes for long.
+const TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// The filesystem handed to fuser.
+pub struct LazyFuse {
+    /// Attached layers.
+    pub table: Arc<LayerTable>,
+    /// The shared chunk cache.
+    pub cache: ChunkCache,
+    /// Runtime for reads.
+    pub runtime: tokio::runtime::Handle,
+}
+
+impl LazyFuse {
+    fn spawn_read(&self, ino: u64, offset: u64, size: u32, reply: ReplyData) {
+        let (table, cache) = (Arc::clone(&self.table), self.cache.clone());
+        self.runtime.spawn(async move {
+            match read(&table, &cache, ino, offset, size).await {
+                Ok(data) => reply.data(&data),
+                Err(e) => reply.error(e.errno()),
+            }
+        });
+    }
+}
+
+async fn read(
+    table: &LayerTable,
+    cache: &ChunkCache,
+    ino: u64,
+    offset: u64,
+    size: u32,
+) -> Result<Vec<u8>, FsError> {
+    let (layer, index) = table.locate(ino)?;
+    let index = layer.resolve(index);
+    let entry = layer.entry(index).ok_or(FsError::NotFound)?;
+    let EntryKind::File {
+        size: file_size, ..
+    } = entry.kind
+    else {
+        return Err(FsError::IsDir);
+    };
+    let len = u64::from(size).min(file_size.saturating_sub(offset));
+    if len == 0 {
+        return Ok(Vec::new());
+    }
+    let (chunks, skip) = layer.chunks_for(index, offset, len);
+    let len = usize::try_from(len).expect("read size fits memory");
+    cache
+        .read(&layer.source, &chunks, skip, len)
+        .await
+        .map_err(|e| {
+            tracing::error!(
+                layer = %layer.digest,
+                file = %String::from_utf8_lossy(&entry.path),
+                "read failed: {e}"
+            );
+            FsError::Cache(e)
+        })
+}
+
+fn file_type(attr: &fuser::FileAttr) -> FileType {
+    attr.kind
+}
+
+impl Filesystem for LazyFuse {
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        match self.table.lookup(parent.0, name.as_bytes()) {
+            Ok(attr) => reply.entry(&TTL, &attr, Generation(0)),
+            Err(e) => reply.error(e.errno()),
+        }
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.table.getattr(ino.0) {
+            Ok(attr) => reply.attr(&TTL, &attr),
+            Err(e) => reply.error(e.errno()),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        match self.table.readlink(ino.0) {
+            Ok(target) => reply.data(&target),
+            Err(e) => reply.error(e.errno()),
+        }
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.table.getattr(ino.0) {
+            Ok(attr) if attr.kind == FileType::RegularFile => {
+                reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE)
+            }
+            Ok(_) => reply.error(FsError::IsDir.errno()),
+            Err(e) => reply.error(e.errno()),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        self.spawn_read(ino.0, offset, size, reply);
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        match self.table.readdir(ino.0) {
+            Ok(items) => {
+                for (i, item) in items
+                    .iter()
+                    .enumerate()
+                    .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+                {
+                    if reply.add(
+                        INodeNo(item.ino),
+                        i as u64 + 1,
+                        file_type(&item.attr),
+                        OsStr::from_bytes(&item.name),
+                    ) {
+                        break;
+                    }
+                }
+                reply.ok();
+            }
+            Err(e) => reply.error(e.errno()),
+        }
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        match self.table.readdir(ino.0) {
+            Ok(items) => {
+                for (i, item) in items
+                    .iter()
+                    .enumerate()
+                    .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+                {
+                    let name = OsStr::from_bytes(&item.name);
+                    if reply.add(
+                        INodeNo(item.ino),
+                        i as u64 + 1,
+                        name,
+                        &TTL,
+                        &item.attr,
+                        Generation(0),
+                    ) {
+                        break;
+                    }
+                }
+                reply.ok();
+            }
+            Err(e) => reply.error(e.errno()),
+        }
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let (bytes, chunks) = self.cache.usage();
+        reply.statfs(bytes / 4096, 0, 0, chunks as u64, 0, 4096, 255, 4096);
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let value = self.table.xattrs(ino.0).and_then(|attrs| {
+            attrs
+                .into_iter()
+                .find(|x| x.name.as_slice() == name.as_bytes())
+                .map(|x| x.value)
+                .ok_or(FsError::NoAttr)
+        });
+        reply_xattr(value, size, reply);
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        let names = self.table.xattrs(ino.0).map(|attrs| {
+            attrs
+                .into_iter()
+                .flat_map(|x| {
+                    let mut n = x.name;
+                    n.push(0);
+                    n
+                })
+                .collect()
+        });
+        reply_xattr(names, size, reply);
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: fuser::ReplyEmpty,
+    ) {
+        reply.ok();
+    }
+
+    fn access(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _mask: fuser::AccessFlags,
+        reply: fuser::ReplyEmpty,
+    ) {
+        // Mounted with default_permissions: the kernel checks modes itself.
+        reply.ok();
+    }
+}
+
+/// getxattr/listxattr protocol: size 0 asks for the length.
+fn reply_xattr(value: Result<Vec<u8>, FsError>, size: u32, reply: ReplyXattr) {
+    match value {
+        Ok(v) if size == 0 => reply.size(u32::try_from(v.len()).unwrap_or(u32::MAX)),
+        Ok(v) if v.len() > size as usize => reply.error(FsError::Range.errno()),
+        Ok(v) => reply.data(&v),
+        Err(e) => reply.error(e.errno()),
+    }
+}

@@ -1,0 +1,149 @@
+//! One attached lazy layer: its metadata plus the indexes the filesystem
+//! needs (children of each directory, link counts, file chunk offsets).
+
+use std::sync::Arc;
+
+use lazy_cache::ChunkSource;
+use lazy_format::{ChunkRecord, Entry, EntryKind, LayerMeta, parent_of};
+
+/// An attached layer.
+pub struct AttachedLayer {
+    /// `sha256:<hex>` of the lazy blob; also its directory name in the mount.
+    pub digest: String,
+    /// Stable slot number (inode prefix).
+    pub slot: u32,
+    /// The layer's entries and chunk table.
+    pub meta: LayerMeta,
+    /// Where its chunks come from.
+    pub source: Arc<dyn ChunkSource>,
+    /// Children of each directory entry (indexes, in name order).
+    children: Vec<Vec<u32>>,
+    /// Link count of each entry (hardlink targets count their links).
+    nlink: Vec<u32>,
+}
+
+impl std::fmt::Debug for AttachedLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AttachedLayer")
+            .field("digest", &self.digest)
+            .field("slot", &self.slot)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AttachedLayer {
+    /// Indexes `meta` (validated by the decoder: sorted, parents present).
+    pub fn new(digest: String, slot: u32, meta: LayerMeta, source: Arc<dyn ChunkSource>) -> Self {
+        let n = meta.entries.len();
+        let mut children = vec![Vec::new(); n];
+        let mut nlink = vec![1u32; n];
+        for (i, entry) in meta.entries.iter().enumerate().skip(1) {
+            let i = u32::try_from(i).expect("fewer than 4G entries");
+            if let Some(parent) = parent_of(&entry.path).and_then(|p| index_of(&meta, p)) {
+                children[parent as usize].push(i);
+            }
+            match &entry.kind {
+                EntryKind::Dir { .. } => {
+                    if let Some(parent) = parent_of(&entry.path).and_then(|p| index_of(&meta, p)) {
+                        nlink[parent as usize] += 1;
+                    }
+                }
+                EntryKind::Hardlink { target } => {
+                    if let Some(t) = index_of(&meta, target) {
+                        nlink[t as usize] += 1;
+                    }
+                }
+                _ => {}
+            }
+        }
+        for (i, entry) in meta.entries.iter().enumerate() {
+            if matches!(entry.kind, EntryKind::Dir { .. }) {
+                nlink[i] += 1; // "." besides its name
+            }
+        }
+        // Entries are sorted by full path, so children by path are sorted by name.
+        Self {
+            digest,
+            slot,
+            meta,
+            source,
+            children,
+            nlink,
+        }
+    }
+
+    /// Entry by index.
+    pub fn entry(&self, index: u32) -> Option<&Entry> {
+        self.meta.entries.get(index as usize)
+    }
+
+    /// Index of the child `name` of directory `dir`.
+    pub fn child(&self, dir: u32, name: &[u8]) -> Option<u32> {
+        let dir_path = &self.entry(dir)?.path;
+        let mut path = Vec::with_capacity(dir_path.len() + 1 + name.len());
+        if !dir_path.is_empty() {
+            path.extend_from_slice(dir_path);
+            path.push(b'/');
+        }
+        path.extend_from_slice(name);
+        index_of(&self.meta, &path)
+    }
+
+    /// Children of a directory.
+    pub fn children(&self, dir: u32) -> &[u32] {
+        self.children.get(dir as usize).map_or(&[], Vec::as_slice)
+    }
+
+    /// Link count.
+    pub fn nlink(&self, index: u32) -> u32 {
+        self.nlink.get(index as usize).copied().unwrap_or(1)
+    }
+
+    /// Follows a hardlink to the entry that owns the inode.
+    pub fn resolve(&self, index: u32) -> u32 {
+        match self.entry(index).map(|e| &e.kind) {
+            Some(EntryKind::Hardlink { target }) => index_of(&self.meta, target).unwrap_or(index),
+            _ => index,
+        }
+    }
+
+    /// The chunks of file `index` covering `offset..offset+len`, with the
+    /// offset into the first of them. Empty past the end of the file.
+    pub fn chunks_for(&self, index: u32, offset: u64, len: u64) -> (Vec<ChunkRecord>, u64) {
+        let Some(EntryKind::File { chunks, .. }) = self.entry(index).map(|e| &e.kind) else {
+            return (Vec::new(), 0);
+        };
+        let end = offset.saturating_add(len);
+        let mut at: u64 = 0;
+        let mut skip = 0;
+        let mut out = Vec::new();
+        for record in self.meta.file_chunks(chunks) {
+            let next = at + u64::from(record.size);
+            if next > offset && at < end {
+                if out.is_empty() {
+                    skip = offset - at;
+                }
+                out.push(*record);
+            }
+            if next >= end {
+                break;
+            }
+            at = next;
+        }
+        (out, skip)
+    }
+}
+
+impl AttachedLayer {
+    /// Index of an entry by full path.
+    pub fn index_of_path(&self, path: &[u8]) -> Option<u32> {
+        index_of(&self.meta, path)
+    }
+}
+
+fn index_of(meta: &LayerMeta, path: &[u8]) -> Option<u32> {
+    meta.entries
+        .binary_search_by(|e| e.path.as_slice().cmp(path))
+        .ok()
+        .and_then(|i| u32::try_from(i).ok())
+}

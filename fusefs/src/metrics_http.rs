@@ -1,0 +1,38 @@
+//! Prometheus text exposition on `GET /metrics`.
+
+use prometheus::{Encoder, Registry, TextEncoder};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// Serves the registry's metrics until the runtime stops.
+pub async fn serve(listener: TcpListener, registry: Registry) {
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let registry = registry.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 1024];
+            let n = stream.read(&mut buf).await.unwrap_or(0);
+            let request = String::from_utf8_lossy(&buf[..n]);
+            let response = if request.starts_with("GET /metrics ") {
+                let mut body = Vec::new();
+                let encoder = TextEncoder::new();
+                encoder
+                    .encode(&registry.gather(), &mut body)
+                    .expect("text encoding never fails");
+                let mut head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    encoder.format_type(),
+                    body.len()
+                )
+                .into_bytes();
+                head.extend_from_slice(&body);
+                head
+            } else {
+                b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec()
+            };
+            let _ = stream.write_all(&response).await;
+        });
+    }
+}

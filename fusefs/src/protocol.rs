@@ -1,0 +1,101 @@
+//! The control protocol: one JSON request per line on the unix socket, one
+//! JSON response line back.
+
+use serde::{Deserialize, Serialize};
+
+/// What a client asks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// Is the daemon up?
+    Ping,
+    /// Attach every layer of a lazy image (registry reference).
+    Attach {
+        /// The image, e.g. `localhost:5000/r-base:lazy`.
+        image: String,
+        /// Protect its chunks from eviction while attached.
+        #[serde(default)]
+        pin: bool,
+    },
+    /// Detach a layer (digest) or every layer of an image (reference).
+    Detach {
+        /// Layer digest or image reference.
+        target: String,
+    },
+    /// Attached layers.
+    List,
+    /// Cache and fetch counters.
+    Stats,
+    /// Evict unused chunks down to `target_bytes` (0 = everything unused).
+    Gc {
+        /// Bytes to keep at most.
+        target_bytes: u64,
+    },
+    /// Re-hash every cached chunk; drop corrupt ones.
+    Verify,
+}
+
+/// An attached layer as reported to clients.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerInfo {
+    /// Blob digest.
+    pub digest: String,
+    /// The image it was attached for.
+    pub image: String,
+    /// Where it is mounted.
+    pub path: String,
+    /// Entries in the layer.
+    pub entries: u64,
+    /// File content bytes.
+    pub file_bytes: u64,
+    /// Whether its chunks are pinned.
+    pub pinned: bool,
+}
+
+/// Cache statistics.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatsInfo {
+    /// Bytes of chunks cached.
+    pub cache_bytes: u64,
+    /// Chunks cached.
+    pub cache_chunks: u64,
+    /// The quota.
+    pub quota_bytes: u64,
+    /// Stored bytes fetched since start.
+    pub fetched_bytes: u64,
+    /// Chunks fetched since start.
+    pub fetched_chunks: u64,
+    /// Range requests since start.
+    pub requests: u64,
+    /// Cache hits since start.
+    pub hits: u64,
+    /// Cache misses since start.
+    pub misses: u64,
+    /// Evictions since start.
+    pub evictions: u64,
+    /// Verification failures since start.
+    pub verification_failures: u64,
+    /// Attached layers.
+    pub attached_layers: u64,
+}
+
+/// What the daemon answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Response {
+    /// Done, nothing to report.
+    Ok,
+    /// Layers attached or listed (bottom first for an attach).
+    Layers(Vec<LayerInfo>),
+    /// Statistics.
+    Stats(StatsInfo),
+    /// Chunks and bytes removed by gc, or checked and removed by verify.
+    Removed {
+        /// Chunks examined (verify) or removed (gc).
+        chunks: u64,
+        /// Bytes removed (gc) or corrupt chunks removed (verify).
+        removed: u64,
+    },
+    /// The request failed.
+    Error(String),
+}

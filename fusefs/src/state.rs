@@ -1,0 +1,220 @@
+//! The daemon's state and the operations of the control API: attach,
+//! detach, list, stats, gc, verify.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use fuser::Notifier;
+use lazy_cache::{CacheMetrics, ChunkCache, MetaStore};
+use lazy_convert::{ImageStore, fetch_lazy_manifest, read_layer_meta};
+use lazy_format::{ChunkDigest, LayerMeta};
+use lazy_oci::{Reference, RegistryClient};
+
+use crate::attached::{AttachList, AttachRecord};
+use crate::inode::ROOT_INO;
+use crate::layer::AttachedLayer;
+use crate::protocol::{LayerInfo, StatsInfo};
+use crate::source::RegistrySource;
+use crate::view::LayerTable;
+
+/// Everything the control API works on.
+pub struct DaemonState {
+    /// Attached layers, shared with the FUSE adapter.
+    pub table: Arc<LayerTable>,
+    /// The shared chunk cache.
+    pub cache: ChunkCache,
+    /// Cache metrics (for stats).
+    pub metrics: CacheMetrics,
+    /// Cached layer metadata.
+    pub meta_store: MetaStore,
+    /// Registry client.
+    pub client: RegistryClient,
+    /// Mountpoint (for paths in answers).
+    pub mountpoint: PathBuf,
+    /// Attached layers as persisted.
+    pub attached: Mutex<AttachList>,
+    /// Kernel cache invalidation, once mounted.
+    pub notifier: Mutex<Option<Notifier>>,
+    /// Gauge of attached layers.
+    pub attached_gauge: prometheus::IntGauge,
+}
+
+/// A control operation's failure, as told to the client.
+pub type OpResult<T> = Result<T, String>;
+
+impl DaemonState {
+    /// Attaches every layer of `image`; returns them bottom first.
+    pub async fn attach(&self, image: &str, pin: bool) -> OpResult<Vec<LayerInfo>> {
+        let reference: Reference = image.parse().map_err(|e| format!("{e}"))?;
+        let store = ImageStore::Registry {
+            client: self.client.clone(),
+            reference: reference.clone(),
+        };
+        let manifest = fetch_lazy_manifest(&store, image)
+            .await
+            .map_err(|e| format!("attaching {image}: {e}"))?;
+        let mut infos = Vec::new();
+        for desc in manifest.manifest.layers() {
+            let digest = desc.digest().to_string();
+            if self.table.by_digest(&digest).is_none() {
+                let meta = match self.meta_store.get(&digest).map_err(|e| e.to_string())? {
+                    Some((meta, _, _)) => meta,
+                    None => {
+                        let (meta, tail) = read_layer_meta(&store, desc, image)
+                            .await
+                            .map_err(|e| format!("attaching {image}: {e}"))?;
+                        self.meta_store
+                            .put(&digest, desc.size(), &tail)
+                            .map_err(|e| e.to_string())?;
+                        meta
+                    }
+                };
+                let slot = self.attached.lock().expect("attach list lock").next_slot();
+                let record = AttachRecord {
+                    digest: digest.clone(),
+                    slot,
+                    image: image.to_owned(),
+                    repository: reference.to_string(),
+                    pinned: pin,
+                };
+                self.install(&record, meta);
+                let mut list = self.attached.lock().expect("attach list lock");
+                list.records.push(record);
+                list.save()
+                    .map_err(|e| format!("saving the attached-layer list: {e}"))?;
+            }
+            infos.push(self.info(&digest).ok_or("layer vanished while attaching")?);
+        }
+        Ok(infos)
+    }
+
+    /// Re-attaches the persisted layers from cached metadata (at start).
+    pub fn restore(&self) {
+        let records = self
+            .attached
+            .lock()
+            .expect("attach list lock")
+            .records
+            .clone();
+        let mut kept = Vec::new();
+        for record in records {
+            match self.meta_store.get(&record.digest) {
+                Ok(Some((meta, _, _))) => {
+                    self.install(&record, meta);
+                    kept.push(record);
+                }
+                other => tracing::warn!(
+                    "cannot re-attach {}: metadata not cached ({other:?})",
+                    record.digest
+                ),
+            }
+        }
+        let mut list = self.attached.lock().expect("attach list lock");
+        list.records = kept;
+        if let Err(e) = list.save() {
+            tracing::warn!("saving the attached-layer list: {e}");
+        }
+    }
+
+    fn install(&self, record: &AttachRecord, meta: LayerMeta) {
+        let reference: Reference = record.repository.parse().expect("stored references parse");
+        let source = Arc::new(RegistrySource::new(
+            self.client.clone(),
+            reference,
+            record.digest.clone(),
+        ));
+        if record.pinned {
+            self.cache.pin(chunk_digests(&meta));
+        }
+        let layer = AttachedLayer::new(record.digest.clone(), record.slot, meta, source);
+        self.table.insert(Arc::new(layer));
+        self.attached_gauge.set(self.table.all().len() as i64);
+    }
+
+    /// Detaches a layer digest, or every layer attached for an image.
+    pub fn detach(&self, target: &str) -> OpResult<()> {
+        let mut list = self.attached.lock().expect("attach list lock");
+        let doomed: Vec<AttachRecord> = list
+            .records
+            .iter()
+            .filter(|r| r.digest == target || r.image == target)
+            .cloned()
+            .collect();
+        if doomed.is_empty() {
+            return Err(format!("nothing attached as {target}"));
+        }
+        for record in &doomed {
+            if let Some(layer) = self.table.remove(&record.digest)
+                && record.pinned
+            {
+                self.cache.unpin(chunk_digests(&layer.meta));
+            }
+            if let Some(notifier) = self.notifier.lock().expect("notifier lock").as_ref() {
+                // The kernel keeps names for a day; tell it this one is gone.
+                let _ = notifier.inval_entry(
+                    fuser::INodeNo(ROOT_INO),
+                    std::ffi::OsStr::new(&record.digest),
+                );
+            }
+        }
+        list.records.retain(|r| !doomed.contains(r));
+        list.save()
+            .map_err(|e| format!("saving the attached-layer list: {e}"))?;
+        self.attached_gauge.set(self.table.all().len() as i64);
+        Ok(())
+    }
+
+    /// Every attached layer.
+    pub fn list(&self) -> Vec<LayerInfo> {
+        let list = self.attached.lock().expect("attach list lock");
+        list.records
+            .iter()
+            .filter_map(|r| self.info_locked(r))
+            .collect()
+    }
+
+    fn info(&self, digest: &str) -> Option<LayerInfo> {
+        let list = self.attached.lock().expect("attach list lock");
+        list.records
+            .iter()
+            .find(|r| r.digest == digest)
+            .and_then(|r| self.info_locked(r))
+    }
+
+    fn info_locked(&self, record: &AttachRecord) -> Option<LayerInfo> {
+        let layer = self.table.by_digest(&record.digest)?;
+        let stats = layer.meta.stats();
+        Some(LayerInfo {
+            digest: record.digest.clone(),
+            image: record.image.clone(),
+            path: self.mountpoint.join(&record.digest).display().to_string(),
+            entries: stats.entries,
+            file_bytes: stats.file_bytes,
+            pinned: record.pinned,
+        })
+    }
+
+    /// Cache and fetch counters.
+    pub fn stats(&self) -> StatsInfo {
+        let (bytes, chunks) = self.cache.usage();
+        let m = &self.metrics;
+        StatsInfo {
+            cache_bytes: bytes,
+            cache_chunks: chunks as u64,
+            quota_bytes: self.cache.config().quota_bytes,
+            fetched_bytes: m.bytes_fetched.get(),
+            fetched_chunks: m.chunks_fetched.get(),
+            requests: m.requests.get(),
+            hits: m.hits.get(),
+            misses: m.misses.get(),
+            evictions: m.evictions.get(),
+            verification_failures: m.verification_failures.get(),
+            attached_layers: self.table.all().len() as u64,
+        }
+    }
+}
+
+fn chunk_digests(meta: &LayerMeta) -> HashSet<ChunkDigest> {
+    meta.chunks.iter().map(|c| c.digest).collect()
+}
