@@ -217,6 +217,25 @@ impl TestRegistry {
         self.token_issuer.as_ref().map_or(0, TokenIssuer::requests)
     }
 
+    /// Bytes the registry has served for blob GETs (whole or ranged), from
+    /// its access log: the registry's side of "bytes fetched".
+    pub fn blob_bytes_served(&self) -> u64 {
+        self.log()
+            .lines()
+            .filter(|l| l.contains("\"GET /v2/") && l.contains("/blobs/sha256:"))
+            .filter_map(|l| {
+                // ... "GET /v2/... HTTP/1.1" 206 12345 "referer" "agent"
+                let after = l.split("HTTP/1.1\" ").nth(1)?;
+                let mut fields = after.split(' ');
+                let status = fields.next()?;
+                let bytes = fields.next()?;
+                (status == "200" || status == "206")
+                    .then(|| bytes.parse::<u64>().ok())
+                    .flatten()
+            })
+            .sum()
+    }
+
     /// The temp dir holding config, storage and log.
     pub fn dir(&self) -> &Path {
         self.dir.path()

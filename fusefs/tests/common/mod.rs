@@ -55,11 +55,17 @@ impl Lazyfsd {
 
     /// (Re)starts the process and waits for READY.
     pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_lazyfsd"))
             .arg("--config")
             .arg(&self.config)
             .arg("--notify-stdout")
             .stdout(Stdio::piped())
+            .stderr(log)
             .spawn()
             .expect("start lazyfsd");
         let stdout = child.stdout.take().unwrap();
@@ -73,10 +79,18 @@ impl Lazyfsd {
             Ok(line) if line.trim() == "READY" => {}
             other => {
                 let _ = child.kill();
-                panic!("lazyfsd did not become ready: {other:?}");
+                panic!("lazyfsd did not become ready: {other:?}\n{}", self.log());
             }
         }
         self.child = Some(child);
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("lazyfsd.stderr")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
     pub fn client(&self) -> ControlClient {
