@@ -6,6 +6,8 @@
 #![allow(rustdoc::broken_intra_doc_links)]
 
 pub mod convert;
+pub mod daemon_args;
+pub mod daemon_cmds;
 pub mod inspect;
 pub mod progress;
 pub mod registry_args;

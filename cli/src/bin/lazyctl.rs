@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use lazy_cli::{convert, init_logging, inspect, unpack};
+use lazy_cli::{convert, daemon_cmds, init_logging, inspect, unpack};
 
 /// Manage lazyfs lazy images.
 ///
@@ -27,6 +27,10 @@ enum Command {
     Convert(convert::ConvertArgs),
     Inspect(inspect::InspectArgs),
     Unpack(unpack::UnpackArgs),
+    Attach(daemon_cmds::AttachArgs),
+    Detach(daemon_cmds::DetachArgs),
+    Ls(daemon_cmds::LsArgs),
+    Cache(daemon_cmds::CacheArgs),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +45,10 @@ fn main() -> ExitCode {
             Command::Convert(args) => convert::run(args).await,
             Command::Inspect(args) => inspect::run(args).await,
             Command::Unpack(args) => unpack::run(args).await,
+            Command::Attach(args) => daemon_cmds::attach(args),
+            Command::Detach(args) => daemon_cmds::detach(args),
+            Command::Ls(args) => daemon_cmds::ls(args),
+            Command::Cache(args) => daemon_cmds::cache(args),
         }
     });
     match result {

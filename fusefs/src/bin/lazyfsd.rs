@@ -12,7 +12,7 @@ use lazy_fusefs::config::{DEFAULT_CONFIG, DaemonConfig};
 /// into one cache shared by every container on the host.
 ///
 /// Attach images with `lazyctl attach IMAGE`; each layer appears at
-/// MOUNTPOINT/<layer digest>/.
+/// MOUNTPOINT/sha256:HEX/ (one directory per layer digest).
 #[derive(Debug, Parser)]
 #[command(name = "lazyfsd", version)]
 struct Args {

@@ -3,94 +3,45 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::mpsc;
 use std::time::Duration;
 
 use lazy_convert::{ConvertOptions, ImageStore, NoProgress, convert_image};
 use lazy_fusefs::client::ControlClient;
 use lazy_fusefs::protocol::{LayerInfo, Request, Response, StatsInfo};
 use lazy_oci::{ClientOptions, ImageLocation, RegistryClient};
+use lazy_testkit::daemon::{DaemonFiles, DaemonProcess};
 
-/// A running lazyfsd; stopped (SIGTERM, then SIGKILL) and unmounted on drop.
+/// A running lazyfsd with helpers for its control API.
 pub struct Lazyfsd {
-    pub dir: PathBuf,
+    pub process: DaemonProcess,
     pub mountpoint: PathBuf,
     pub socket: PathBuf,
-    pub config: PathBuf,
-    child: Option<Child>,
 }
 
 impl Lazyfsd {
     /// Starts a daemon whose files live under `dir`, trusting `insecure` over http.
     pub fn start(dir: &Path, insecure: &str, extra_config: &str) -> Self {
-        std::fs::create_dir_all(dir).unwrap();
-        let mountpoint = dir.join("mnt");
-        let socket = dir.join("lazyfsd.sock");
-        let config = dir.join("config.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "cache_dir = {:?}\nmountpoint = {:?}\nsocket = {:?}\nlog_file = {:?}\n{extra_config}\n[registry]\ninsecure = [{insecure:?}]\nretries = 0\ntimeout_secs = 5\n",
-                dir.join("cache"),
-                mountpoint,
-                socket,
-                dir.join("lazyfsd.log"),
-            ),
-        )
-        .unwrap();
-        let mut daemon = Self {
-            dir: dir.to_owned(),
+        let files = DaemonFiles::write(dir, insecure, extra_config);
+        let (mountpoint, socket) = (files.mountpoint.clone(), files.socket.clone());
+        Self {
+            process: DaemonProcess::start(Path::new(env!("CARGO_BIN_EXE_lazyfsd")), files),
             mountpoint,
             socket,
-            config,
-            child: None,
-        };
-        daemon.spawn();
-        daemon
-    }
-
-    /// (Re)starts the process and waits for READY.
-    pub fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_path())
-            .unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_lazyfsd"))
-            .arg("--config")
-            .arg(&self.config)
-            .arg("--notify-stdout")
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("start lazyfsd");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(line) if line.trim() == "READY" => {}
-            other => {
-                let _ = child.kill();
-                panic!("lazyfsd did not become ready: {other:?}\n{}", self.log());
-            }
         }
-        self.child = Some(child);
     }
 
-    pub fn log_path(&self) -> PathBuf {
-        self.dir.join("lazyfsd.stderr")
+    pub fn spawn(&mut self) {
+        self.process.spawn();
+    }
+
+    pub fn kill9(&mut self) {
+        self.process.kill9();
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+        self.process.log()
     }
 
     pub fn client(&self) -> ControlClient {
@@ -112,40 +63,6 @@ impl Lazyfsd {
             Ok(Response::Stats(s)) => s,
             other => panic!("stats: {other:?}"),
         }
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("running").id()
-    }
-
-    /// Kills the daemon with SIGKILL (its mount stays behind, stale).
-    pub fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-            for _ in 0..100 {
-                if child.try_wait().ok().flatten().is_some() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        let _ = nix::mount::umount2(&self.mountpoint, nix::mount::MntFlags::MNT_DETACH);
-    }
-}
-
-impl Drop for Lazyfsd {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 

@@ -1,0 +1,35 @@
+//! How lazyctl finds lazyfsd: the socket from the daemon's config file.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use lazy_fusefs::client::ControlClient;
+use lazy_fusefs::config::{DEFAULT_CONFIG, DaemonConfig};
+
+/// Where the daemon listens.
+#[derive(Debug, Clone, Args)]
+pub struct DaemonArgs {
+    /// lazyfsd configuration file (its `socket` setting is used).
+    #[arg(long, value_name = "FILE", default_value = DEFAULT_CONFIG, global = true)]
+    pub config: PathBuf,
+
+    /// Control socket of lazyfsd (overrides the config file).
+    #[arg(long, value_name = "PATH", env = "LAZYFS_SOCKET", global = true)]
+    pub socket: Option<PathBuf>,
+}
+
+impl DaemonArgs {
+    /// A client of the daemon.
+    pub fn client(&self) -> anyhow::Result<ControlClient> {
+        let socket = match &self.socket {
+            Some(s) => s.clone(),
+            None => {
+                let explicit = self.config.as_os_str() != DEFAULT_CONFIG;
+                DaemonConfig::load(&self.config, explicit)?.socket
+            }
+        };
+        // Attaching fetches metadata of every layer: allow it time.
+        Ok(ControlClient::new(socket, Duration::from_secs(300)))
+    }
+}

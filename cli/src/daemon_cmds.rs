@@ -1,0 +1,186 @@
+//! `lazyctl attach | detach | ls | cache …`: requests to lazyfsd.
+
+use clap::{Args, Subcommand};
+use lazy_fusefs::protocol::{LayerInfo, Request, Response};
+
+use crate::daemon_args::DaemonArgs;
+use crate::progress::short;
+use crate::size::{human, parse_size};
+
+/// Attach a lazy image to lazyfsd; prints each layer's directory, bottom first.
+#[derive(Debug, Args)]
+pub struct AttachArgs {
+    /// Lazy image in a registry (REGISTRY/REPO[:TAG|@DIGEST]).
+    pub image: String,
+    /// Keep its chunks in the cache while attached (never evicted).
+    #[arg(long)]
+    pub pin: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Daemon options.
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
+}
+
+/// Detach a layer (by digest) or every layer of an image (by reference).
+#[derive(Debug, Args)]
+pub struct DetachArgs {
+    /// Layer digest or image reference.
+    pub target: String,
+    /// Daemon options.
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
+}
+
+/// List attached layers.
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Daemon options.
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
+}
+
+/// Inspect and maintain the host cache.
+#[derive(Debug, Args)]
+pub struct CacheArgs {
+    #[command(subcommand)]
+    command: CacheCommand,
+    /// Daemon options.
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum CacheCommand {
+    /// Cache size, quota, fetch counters.
+    Stats {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Evict chunks no reader uses and no pinned layer needs.
+    Gc {
+        /// Keep at most this much (e.g. 1G); default: evict everything evictable.
+        #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "0")]
+        keep: u64,
+    },
+    /// Re-hash every cached chunk and drop corrupt ones.
+    Verify,
+}
+
+/// `lazyctl attach`.
+pub fn attach(args: AttachArgs) -> anyhow::Result<()> {
+    let response = args.daemon.client()?.call(&Request::Attach {
+        image: args.image.clone(),
+        pin: args.pin,
+    })?;
+    let Response::Layers(layers) = response else {
+        anyhow::bail!("unexpected answer {response:?}")
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&layers)?);
+    } else {
+        for layer in &layers {
+            println!("{}", layer.path);
+        }
+    }
+    Ok(())
+}
+
+/// `lazyctl detach`.
+pub fn detach(args: DetachArgs) -> anyhow::Result<()> {
+    args.daemon.client()?.call(&Request::Detach {
+        target: args.target,
+    })?;
+    Ok(())
+}
+
+/// `lazyctl ls`.
+pub fn ls(args: LsArgs) -> anyhow::Result<()> {
+    let response = args.daemon.client()?.call(&Request::List)?;
+    let Response::Layers(layers) = response else {
+        anyhow::bail!("unexpected answer {response:?}")
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&layers)?);
+        return Ok(());
+    }
+    println!(
+        "{:<20} {:>8} {:>10} {:<6} IMAGE",
+        "LAYER", "ENTRIES", "CONTENT", "PINNED"
+    );
+    for LayerInfo {
+        digest,
+        image,
+        entries,
+        file_bytes,
+        pinned,
+        ..
+    } in &layers
+    {
+        println!(
+            "{:<20} {entries:>8} {:>10} {:<6} {image}",
+            short(digest),
+            human(*file_bytes),
+            if *pinned { "yes" } else { "no" }
+        );
+    }
+    Ok(())
+}
+
+/// `lazyctl cache …`.
+pub fn cache(args: CacheArgs) -> anyhow::Result<()> {
+    let client = args.daemon.client()?;
+    match args.command {
+        CacheCommand::Stats { json } => {
+            let Response::Stats(s) = client.call(&Request::Stats)? else {
+                anyhow::bail!("unexpected answer")
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                println!(
+                    "cache        {} in {} chunks (quota {})",
+                    human(s.cache_bytes),
+                    s.cache_chunks,
+                    human(s.quota_bytes)
+                );
+                println!(
+                    "fetched      {} in {} chunks, {} requests",
+                    human(s.fetched_bytes),
+                    s.fetched_chunks,
+                    s.requests
+                );
+                println!("hits/misses  {}/{}", s.hits, s.misses);
+                println!("evictions    {}", s.evictions);
+                println!(
+                    "corrupt      {} chunks failed verification",
+                    s.verification_failures
+                );
+                println!("attached     {} layers", s.attached_layers);
+            }
+        }
+        CacheCommand::Gc { keep } => {
+            let Response::Removed { chunks, removed } =
+                client.call(&Request::Gc { target_bytes: keep })?
+            else {
+                anyhow::bail!("unexpected answer")
+            };
+            println!("evicted {chunks} chunks ({})", human(removed));
+        }
+        CacheCommand::Verify => {
+            let Response::Removed { chunks, removed } = client.call(&Request::Verify)? else {
+                anyhow::bail!("unexpected answer")
+            };
+            println!("verified {chunks} chunks, removed {removed} corrupt");
+            if removed > 0 {
+                anyhow::bail!("{removed} corrupt chunks were found and removed");
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,88 @@
+//! `lazyctl attach | ls | cache | detach` against a real lazyfsd.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::{lazyctl_err, lazyctl_ok, skopeo_push};
+use lazy_testkit::daemon::{DaemonFiles, DaemonProcess};
+use lazy_testkit::images::write_sample_image;
+use lazy_testkit::layout::TestCompression;
+use lazy_testkit::registry::TestRegistry;
+use lazy_testkit::require_privileges;
+
+/// lazyfsd is built beside lazyctl by a workspace test run.
+fn lazyfsd_binary() -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_BIN_EXE_lazyctl")).with_file_name("lazyfsd");
+    assert!(
+        path.exists(),
+        "{} missing: run the workspace tests (or cargo build --bin lazyfsd)",
+        path.display()
+    );
+    path
+}
+
+#[test]
+fn privileged_attach_ls_cache_detach() {
+    require_privileges!();
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    write_sample_image(&src, "v1", TestCompression::Gzip).unwrap();
+    let registry = TestRegistry::start().unwrap();
+    let host = registry.host();
+    skopeo_push(&src, "v1", &format!("{host}/sample:v1"));
+    let image = format!("{host}/sample:lazy");
+    lazyctl_ok(&[
+        "convert",
+        "--insecure",
+        &host,
+        &format!("{host}/sample:v1"),
+        &image,
+    ]);
+
+    let files = DaemonFiles::write(&work.path().join("d"), &host, "");
+    let socket = files.socket.to_str().unwrap().to_owned();
+    let err = lazyctl_err(&["ls", "--socket", &socket]);
+    assert!(err.contains("lazyfsd is not running"), "{err}");
+    let _daemon = DaemonProcess::start(&lazyfsd_binary(), files);
+
+    let out = lazyctl_ok(&["attach", "--socket", &socket, &image]);
+    let paths: Vec<&str> = out.lines().collect();
+    assert_eq!(paths.len(), 2, "{out}");
+    assert_eq!(
+        std::fs::read(PathBuf::from(paths[0]).join("etc/motd")).unwrap(),
+        b"welcome to the lazy test image\n"
+    );
+    let ls = lazyctl_ok(&["ls", "--socket", &socket]);
+    assert_eq!(ls.lines().filter(|l| l.contains(&image)).count(), 2, "{ls}");
+
+    let stats: serde_json::Value = serde_json::from_str(&lazyctl_ok(&[
+        "cache", "stats", "--json", "--socket", &socket,
+    ]))
+    .unwrap();
+    assert!(stats["fetched_bytes"].as_u64().unwrap() > 0, "{stats}");
+    assert!(lazyctl_ok(&["cache", "verify", "--socket", &socket]).contains("removed 0 corrupt"));
+    assert!(lazyctl_ok(&["cache", "gc", "--socket", &socket]).contains("evicted"));
+    let stats: serde_json::Value = serde_json::from_str(&lazyctl_ok(&[
+        "cache", "stats", "--json", "--socket", &socket,
+    ]))
+    .unwrap();
+    assert_eq!(
+        stats["cache_bytes"].as_u64(),
+        Some(0),
+        "gc emptied the cache: {stats}"
+    );
+
+    lazyctl_ok(&["detach", "--socket", &socket, &image]);
+    assert_eq!(
+        lazyctl_ok(&["ls", "--socket", &socket]).lines().count(),
+        1,
+        "only the header is left"
+    );
+    assert!(
+        !PathBuf::from(paths[0]).exists(),
+        "detached layer is gone from the mount"
+    );
+    let err = lazyctl_err(&["detach", "--socket", &socket, &image]);
+    assert!(err.contains("nothing attached"), "{err}");
+}

@@ -1,0 +1,148 @@
+//! The daemon's interfaces: Prometheus metrics over HTTP, and malformed
+//! metadata from a registry (an error for the client, never a panic).
+
+mod common;
+
+use std::io::{Read, Write};
+
+use common::{Lazyfsd, convert_into_registry};
+use lazy_fusefs::protocol::Request;
+use lazy_testkit::images::write_sample_image;
+use lazy_testkit::layout::{TestCompression, digest_of};
+use lazy_testkit::registry::TestRegistry;
+use lazy_testkit::require_privileges;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn http_get(addr: &str, path: &str) -> String {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut out = String::new();
+    stream.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn privileged_metrics_endpoint_reports_fetches() {
+    require_privileges!();
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    write_sample_image(&src, "v1", TestCompression::Gzip).unwrap();
+    let registry = TestRegistry::start().unwrap();
+    let image = format!("{}/sample:lazy", registry.host());
+    convert_into_registry(&src, "v1", &image, &registry.host(), 64 * 1024);
+    let addr = format!("127.0.0.1:{}", free_port());
+    let daemon = Lazyfsd::start(
+        &work.path().join("d"),
+        &registry.host(),
+        &format!("metrics_address = {addr:?}"),
+    );
+    let layers = daemon.attach(&image);
+    let passwd = std::fs::read(std::path::Path::new(&layers[0].path).join("etc/passwd")).unwrap();
+    let body = http_get(&addr, "/metrics");
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    assert!(body.contains("lazyfs_attached_layers 2"), "{body}");
+    let fetched: u64 = body
+        .lines()
+        .find_map(|l| l.strip_prefix("lazyfs_fetched_bytes_total "))
+        .expect("fetched bytes metric")
+        .parse()
+        .unwrap();
+    assert!(
+        fetched > 0 && fetched < 10_000,
+        "one small file fetched: {fetched} for {} bytes",
+        passwd.len()
+    );
+    assert!(
+        body.contains("lazyfs_fetch_seconds_bucket"),
+        "latency histogram"
+    );
+    assert!(http_get(&addr, "/other").starts_with("HTTP/1.1 404"));
+}
+
+#[test]
+fn privileged_malformed_metadata_is_an_error_not_a_crash() {
+    require_privileges!();
+    let work = tempfile::tempdir().unwrap();
+    let registry = TestRegistry::start().unwrap();
+    let host = registry.host();
+    let daemon = Lazyfsd::start(&work.path().join("d"), &host, "");
+    // Lazy manifests whose layer blob is garbage, truncated, or lies about its metadata offset.
+    type Case = (&'static str, Vec<u8>, Option<(u64, u64)>);
+    let cases: Vec<Case> = vec![
+        ("garbage", lazy_testkit::images::noise(5000, 3), None),
+        ("tiny", b"LAZY".to_vec(), None),
+        (
+            "lying",
+            lazy_testkit::images::noise(5000, 4),
+            Some((100, 4900)),
+        ),
+    ];
+    for (name, blob, annotation) in cases {
+        let image = push_fake_lazy_image(&host, name, &blob, annotation);
+        let result = daemon.client().call(&Request::Attach {
+            image: image.clone(),
+            pin: false,
+        });
+        let err = result
+            .expect_err("attaching a malformed layer fails")
+            .to_string();
+        assert!(err.contains(&image), "error names the image: {err}");
+        assert!(daemon.client().is_up(), "daemon survived {name}");
+    }
+    assert!(!daemon.log().contains("panicked"), "{}", daemon.log());
+}
+
+fn push_fake_lazy_image(
+    host: &str,
+    name: &str,
+    blob: &[u8],
+    annotation: Option<(u64, u64)>,
+) -> String {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let client = lazy_oci::RegistryClient::new(lazy_oci::ClientOptions {
+        insecure_hosts: vec![host.to_owned()],
+        ..Default::default()
+    })
+    .unwrap();
+    let reference: lazy_oci::Reference = format!("{host}/{name}:lazy").parse().unwrap();
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#
+            .to_vec();
+    let mut annotations = serde_json::json!({});
+    if let Some((offset, len)) = annotation {
+        annotations = serde_json::json!({"dev.lazyfs.meta.offset": offset.to_string(), "dev.lazyfs.meta.length": len.to_string()});
+    }
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": digest_of(&config), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.lazyfs.layer.v1", "digest": digest_of(blob), "size": blob.len(), "annotations": annotations}],
+        "annotations": {"dev.lazyfs.format": "1"},
+    });
+    runtime.block_on(async {
+        client
+            .push_blob_bytes(&reference, &digest_of(&config), config.clone())
+            .await
+            .unwrap();
+        client
+            .push_blob_bytes(&reference, &digest_of(blob), blob.to_vec())
+            .await
+            .unwrap();
+        client
+            .put_manifest(
+                &reference,
+                "application/vnd.oci.image.manifest.v1+json",
+                serde_json::to_vec(&manifest).unwrap(),
+            )
+            .await
+            .unwrap();
+    });
+    reference.to_string()
+}

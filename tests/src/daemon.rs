@@ -1,0 +1,141 @@
+//! A lazyfsd process under test: started with `--notify-stdout`, ready when
+//! it prints READY (never a fixed sleep), stopped and unmounted on drop.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// Files of a test daemon, all under one directory.
+#[derive(Debug, Clone)]
+pub struct DaemonFiles {
+    /// Its directory.
+    pub dir: PathBuf,
+    /// FUSE mountpoint.
+    pub mountpoint: PathBuf,
+    /// Control socket.
+    pub socket: PathBuf,
+    /// Config file.
+    pub config: PathBuf,
+    /// Its stderr.
+    pub log: PathBuf,
+}
+
+impl DaemonFiles {
+    /// Writes a config under `dir` trusting `insecure` over plain http;
+    /// `extra` is appended to the top-level settings.
+    pub fn write(dir: &Path, insecure: &str, extra: &str) -> Self {
+        std::fs::create_dir_all(dir).expect("daemon dir");
+        let files = Self {
+            dir: dir.to_owned(),
+            mountpoint: dir.join("mnt"),
+            socket: dir.join("lazyfsd.sock"),
+            config: dir.join("config.toml"),
+            log: dir.join("lazyfsd.stderr"),
+        };
+        let text = format!(
+            "cache_dir = {:?}\nmountpoint = {:?}\nsocket = {:?}\nlog_file = {:?}\n{extra}\n\
+             [registry]\ninsecure = [{insecure:?}]\nretries = 0\ntimeout_secs = 5\n",
+            dir.join("cache"),
+            files.mountpoint,
+            files.socket,
+            dir.join("lazyfsd.log"),
+        );
+        std::fs::write(&files.config, text).expect("daemon config");
+        files
+    }
+}
+
+/// A running lazyfsd.
+#[derive(Debug)]
+pub struct DaemonProcess {
+    /// Its files.
+    pub files: DaemonFiles,
+    binary: PathBuf,
+    child: Option<Child>,
+}
+
+impl DaemonProcess {
+    /// Starts `binary` with `files` and waits (up to 30 s) for READY.
+    pub fn start(binary: &Path, files: DaemonFiles) -> Self {
+        let mut daemon = Self {
+            files,
+            binary: binary.to_owned(),
+            child: None,
+        };
+        daemon.spawn();
+        daemon
+    }
+
+    /// (Re)starts the process.
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.files.log)
+            .expect("log");
+        let mut child = Command::new(&self.binary)
+            .arg("--config")
+            .arg(&self.files.config)
+            .arg("--notify-stdout")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", self.binary.display()));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) if line.trim() == "READY" => self.child = Some(child),
+            other => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("lazyfsd did not become ready: {other:?}\n{}", self.log());
+            }
+        }
+    }
+
+    /// What it logged.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.files.log).unwrap_or_default()
+    }
+
+    /// SIGKILL: the mount stays behind, stale.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SIGTERM through kill(1): the daemon unmounts and exits.
+            let _ = Command::new("kill").arg(child.id().to_string()).status();
+            for _ in 0..100 {
+                if child.try_wait().ok().flatten().is_some() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(&self.files.mountpoint)
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+impl Drop for DaemonProcess {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
