@@ -1,7 +1,7 @@
 //! `lazyctl attach | detach | ls | cache …`: requests to lazyfsd.
 
 use clap::{Args, Subcommand};
-use lazy_fusefs::protocol::{LayerInfo, Request, Response};
+use lazy_fusefs::protocol::{LayerInfo, PrefetchMode, Request, Response};
 
 use crate::daemon_args::DaemonArgs;
 use crate::progress::short;
@@ -15,6 +15,10 @@ pub struct AttachArgs {
     /// Keep its chunks in the cache while attached (never evicted).
     #[arg(long)]
     pub pin: bool,
+    /// Fetch ahead of readers: none, record (the image's prefetch record),
+    /// all (then the whole image, low priority). Default: lazyfsd's setting.
+    #[arg(long, value_name = "MODE", value_parser = parse_prefetch)]
+    pub prefetch: Option<PrefetchMode>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -74,10 +78,12 @@ enum CacheCommand {
 
 /// `lazyctl attach`.
 pub fn attach(args: AttachArgs) -> anyhow::Result<()> {
-    let response = args.daemon.client()?.call(&Request::Attach {
+    let request = Request::Attach {
         image: args.image.clone(),
         pin: args.pin,
-    })?;
+        prefetch: args.prefetch,
+    };
+    let response = args.daemon.client()?.call(&request)?;
     let Response::Layers(layers) = response else {
         anyhow::bail!("unexpected answer {response:?}")
     };
@@ -183,4 +189,15 @@ pub fn cache(args: CacheArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+fn parse_prefetch(text: &str) -> Result<PrefetchMode, String> {
+    match text {
+        "none" => Ok(PrefetchMode::None),
+        "record" => Ok(PrefetchMode::Record),
+        "all" => Ok(PrefetchMode::All),
+        _ => Err(format!(
+            "unknown prefetch mode {text:?}: use none, record or all"
+        )),
+    }
 }

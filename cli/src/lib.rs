@@ -10,6 +10,7 @@ pub mod daemon_args;
 pub mod daemon_cmds;
 pub mod inspect;
 pub mod progress;
+pub mod record;
 pub mod registry_args;
 pub mod unpack;
 

@@ -86,3 +86,89 @@ fn privileged_attach_ls_cache_detach() {
     let err = lazyctl_err(&["detach", "--socket", &socket, &image]);
     assert!(err.contains("nothing attached"), "{err}");
 }
+
+#[test]
+fn privileged_record_then_prefetch_the_startup_set() {
+    require_privileges!();
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    write_sample_image(&src, "v1", TestCompression::Gzip).unwrap();
+    let registry = TestRegistry::start().unwrap();
+    let host = registry.host();
+    let image = format!("{host}/sample:lazy");
+    lazyctl_ok(&[
+        "convert",
+        "--insecure",
+        &host,
+        "--chunk-size",
+        "64K",
+        &format!("oci:{}:v1", src.display()),
+        &image,
+    ]);
+
+    let recorded = {
+        let files = DaemonFiles::write(&work.path().join("rec"), &host, "");
+        let socket = files.socket.to_str().unwrap().to_owned();
+        let _daemon = DaemonProcess::start(&lazyfsd_binary(), files);
+        let out = lazyctl_ok(&[
+            "record",
+            "--socket",
+            &socket,
+            "--insecure",
+            &host,
+            &image,
+            "--",
+            "/bin/sh",
+            "-c",
+            "cat /etc/motd /data/big.bin >/dev/null",
+        ]);
+        assert!(out.contains("recorded"), "{out}");
+        let stats: serde_json::Value = serde_json::from_str(&lazyctl_ok(&[
+            "cache", "stats", "--json", "--socket", &socket,
+        ]))
+        .unwrap();
+        stats["fetched_chunks"].as_u64().unwrap()
+    };
+    assert!(recorded > 50, "cat read the big file: {recorded} chunks");
+
+    // A fresh host: attach prefetches the recorded set before anything reads it.
+    let files = DaemonFiles::write(&work.path().join("fresh"), &host, "prefetch = \"record\"");
+    let socket = files.socket.to_str().unwrap().to_owned();
+    let _daemon = DaemonProcess::start(&lazyfsd_binary(), files);
+    let paths = lazyctl_ok(&["attach", "--socket", &socket, &image]);
+    let base = PathBuf::from(paths.lines().next().unwrap());
+    let fetched = || -> u64 {
+        let stats: serde_json::Value = serde_json::from_str(&lazyctl_ok(&[
+            "cache", "stats", "--json", "--socket", &socket,
+        ]))
+        .unwrap();
+        stats["fetched_chunks"].as_u64().unwrap()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while fetched() < recorded {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "prefetch did not finish: {} of {recorded}",
+            fetched()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(
+        fetched(),
+        recorded,
+        "exactly the recorded chunks were prefetched"
+    );
+    assert_eq!(
+        std::fs::read(base.join("etc/motd")).unwrap(),
+        b"welcome to the lazy test image\n"
+    );
+    assert_eq!(
+        std::fs::read(base.join("data/big.bin")).unwrap().len(),
+        lazy_testkit::images::BIG_FILE_LEN
+    );
+    assert_eq!(
+        fetched(),
+        recorded,
+        "reading the recorded files fetched nothing more"
+    );
+}

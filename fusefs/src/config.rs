@@ -33,6 +33,9 @@ pub struct DaemonConfig {
     pub fuse_threads: usize,
     /// Prometheus metrics address (`host:port`); none when empty.
     pub metrics_address: String,
+    /// What to fetch after an attach: "none", "record" (the image's
+    /// prefetch record) or "all" (then the rest of the image, low priority).
+    pub prefetch: crate::prefetch::PrefetchMode,
     /// Registry settings.
     pub registry: RegistryConfig,
 }
@@ -64,6 +67,7 @@ impl Default for DaemonConfig {
             max_concurrent_fetches: 16,
             fuse_threads: 4,
             metrics_address: String::new(),
+            prefetch: crate::prefetch::PrefetchMode::Record,
             registry: RegistryConfig::default(),
         }
     }

@@ -56,7 +56,20 @@ async fn dispatch(state: &DaemonState, request: Request) -> Response {
     tracing::debug!(?request, "control request");
     let result = match request {
         Request::Ping => Ok(Response::Ok),
-        Request::Attach { image, pin } => state.attach(&image, pin).await.map(Response::Layers),
+        Request::Attach {
+            image,
+            pin,
+            prefetch,
+        } => state
+            .attach(&image, pin, prefetch)
+            .await
+            .map(Response::Layers),
+        Request::RecordStart { image } => state.record_start(&image).await.map(|()| Response::Ok),
+        Request::RecordStop => state
+            .recorder
+            .stop()
+            .map(Response::Record)
+            .ok_or_else(|| "no recording is running".into()),
         Request::Detach { target } => state.detach(&target).map(|()| Response::Ok),
         Request::List => Ok(Response::Layers(state.list())),
         Request::Stats => Ok(Response::Stats(state.stats())),

@@ -13,6 +13,7 @@ use crate::attached::AttachList;
 use crate::client::ControlClient;
 use crate::config::DaemonConfig;
 use crate::fuse::LazyFuse;
+use crate::recorder::Recorder;
 use crate::state::DaemonState;
 use crate::view::LayerTable;
 
@@ -60,6 +61,8 @@ pub fn run(config: &DaemonConfig, ready: impl FnOnce()) -> anyhow::Result<()> {
         metrics,
         client,
         attached_gauge,
+        prefetch_default: config.prefetch,
+        recorder: Arc::new(Recorder::default()),
     });
     state.restore();
 
@@ -72,6 +75,7 @@ pub fn run(config: &DaemonConfig, ready: impl FnOnce()) -> anyhow::Result<()> {
         table: Arc::clone(&state.table),
         cache,
         runtime: runtime.handle().clone(),
+        recorder: Arc::clone(&state.recorder),
     };
     let mut fuse_config = Config::default();
     fuse_config.mount_options = vec![

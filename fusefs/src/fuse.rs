@@ -16,6 +16,7 @@ use lazy_cache::ChunkCache;
 use lazy_format::EntryKind;
 
 use crate::error::FsError;
+use crate::recorder::Recorder;
 use crate::view::LayerTable;
 
 /// Content is immutable: the kernel may cache names and attributes for long.
@@ -29,13 +30,19 @@ pub struct LazyFuse {
     pub cache: ChunkCache,
     /// Runtime for reads.
     pub runtime: tokio::runtime::Handle,
+    /// Notes reads while a prefetch recording runs.
+    pub recorder: Arc<Recorder>,
 }
 
 impl LazyFuse {
     fn spawn_read(&self, ino: u64, offset: u64, size: u32, reply: ReplyData) {
-        let (table, cache) = (Arc::clone(&self.table), self.cache.clone());
+        let (table, cache, recorder) = (
+            Arc::clone(&self.table),
+            self.cache.clone(),
+            Arc::clone(&self.recorder),
+        );
         self.runtime.spawn(async move {
-            match read(&table, &cache, ino, offset, size).await {
+            match read(&table, &cache, &recorder, ino, offset, size).await {
                 Ok(data) => reply.data(&data),
                 Err(e) => reply.error(e.errno()),
             }
@@ -46,6 +53,7 @@ impl LazyFuse {
 async fn read(
     table: &LayerTable,
     cache: &ChunkCache,
+    recorder: &Recorder,
     ino: u64,
     offset: u64,
     size: u32,
@@ -63,10 +71,11 @@ async fn read(
     if len == 0 {
         return Ok(Vec::new());
     }
-    let (chunks, skip) = layer.chunks_for(index, offset, len);
+    let span = layer.chunks_for(index, offset, len);
+    recorder.note(&layer.digest, &span.indexes);
     let len = usize::try_from(len).expect("read size fits memory");
     cache
-        .read(&layer.source, &chunks, skip, len)
+        .read(&layer.source, &span.records, span.skip, len)
         .await
         .map_err(|e| {
             tracing::error!(

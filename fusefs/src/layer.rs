@@ -107,31 +107,45 @@ impl AttachedLayer {
         }
     }
 
-    /// The chunks of file `index` covering `offset..offset+len`, with the
-    /// offset into the first of them. Empty past the end of the file.
-    pub fn chunks_for(&self, index: u32, offset: u64, len: u64) -> (Vec<ChunkRecord>, u64) {
+    /// The chunks of file `index` covering `offset..offset+len`: their
+    /// chunk-table indexes and the offset into the first. Empty past the end.
+    pub fn chunks_for(&self, index: u32, offset: u64, len: u64) -> FileSpan {
+        let mut span = FileSpan::default();
         let Some(EntryKind::File { chunks, .. }) = self.entry(index).map(|e| &e.kind) else {
-            return (Vec::new(), 0);
+            return span;
         };
         let end = offset.saturating_add(len);
         let mut at: u64 = 0;
-        let mut skip = 0;
-        let mut out = Vec::new();
-        for record in self.meta.file_chunks(chunks) {
+        for &table_index in chunks {
+            let Some(record) = self.meta.chunks.get(table_index as usize) else {
+                break;
+            };
             let next = at + u64::from(record.size);
             if next > offset && at < end {
-                if out.is_empty() {
-                    skip = offset - at;
+                if span.records.is_empty() {
+                    span.skip = offset - at;
                 }
-                out.push(*record);
+                span.records.push(*record);
+                span.indexes.push(table_index);
             }
             if next >= end {
                 break;
             }
             at = next;
         }
-        (out, skip)
+        span
     }
+}
+
+/// The chunks covering a byte range of a file.
+#[derive(Debug, Default)]
+pub struct FileSpan {
+    /// Chunk records, in file order.
+    pub records: Vec<ChunkRecord>,
+    /// Their chunk-table indexes.
+    pub indexes: Vec<u32>,
+    /// Offset of the range in the first chunk.
+    pub skip: u64,
 }
 
 impl AttachedLayer {

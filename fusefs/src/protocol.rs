@@ -1,7 +1,10 @@
 //! The control protocol: one JSON request per line on the unix socket, one
 //! JSON response line back.
 
+use lazy_format::PrefetchRecord;
 use serde::{Deserialize, Serialize};
+
+pub use crate::prefetch::PrefetchMode;
 
 /// What a client asks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -16,7 +19,17 @@ pub enum Request {
         /// Protect its chunks from eviction while attached.
         #[serde(default)]
         pin: bool,
+        /// What to fetch ahead of readers (default: the daemon's setting).
+        #[serde(default)]
+        prefetch: Option<PrefetchMode>,
     },
+    /// Record which chunks of an attached image's layers are read, in order.
+    RecordStart {
+        /// The image (as attached).
+        image: String,
+    },
+    /// End the recording and return it.
+    RecordStop,
     /// Detach a layer (digest) or every layer of an image (reference).
     Detach {
         /// Layer digest or image reference.
@@ -96,6 +109,8 @@ pub enum Response {
         /// Bytes removed (gc) or corrupt chunks removed (verify).
         removed: u64,
     },
+    /// A finished recording.
+    Record(PrefetchRecord),
     /// The request failed.
     Error(String),
 }

@@ -7,14 +7,18 @@ use std::sync::{Arc, Mutex};
 
 use fuser::Notifier;
 use lazy_cache::{CacheMetrics, ChunkCache, MetaStore};
-use lazy_convert::{ImageStore, fetch_lazy_manifest, read_layer_meta};
+use lazy_convert::{
+    ImageStore, fetch_lazy_manifest, fetch_prefetch_record, prefetch_tag, read_layer_meta,
+};
 use lazy_format::{ChunkDigest, LayerMeta};
 use lazy_oci::{Reference, RegistryClient};
 
 use crate::attached::{AttachList, AttachRecord};
 use crate::inode::ROOT_INO;
 use crate::layer::AttachedLayer;
+use crate::prefetch::{PrefetchMode, prefetch_all, prefetch_record};
 use crate::protocol::{LayerInfo, StatsInfo};
+use crate::recorder::Recorder;
 use crate::source::RegistrySource;
 use crate::view::LayerTable;
 
@@ -38,6 +42,10 @@ pub struct DaemonState {
     pub notifier: Mutex<Option<Notifier>>,
     /// Gauge of attached layers.
     pub attached_gauge: prometheus::IntGauge,
+    /// Prefetch after attach unless the request says otherwise.
+    pub prefetch_default: PrefetchMode,
+    /// Prefetch recordings.
+    pub recorder: Arc<Recorder>,
 }
 
 /// A control operation's failure, as told to the client.
@@ -45,7 +53,12 @@ pub type OpResult<T> = Result<T, String>;
 
 impl DaemonState {
     /// Attaches every layer of `image`; returns them bottom first.
-    pub async fn attach(&self, image: &str, pin: bool) -> OpResult<Vec<LayerInfo>> {
+    pub async fn attach(
+        &self,
+        image: &str,
+        pin: bool,
+        prefetch: Option<PrefetchMode>,
+    ) -> OpResult<Vec<LayerInfo>> {
         let reference: Reference = image.parse().map_err(|e| format!("{e}"))?;
         let store = ImageStore::Registry {
             client: self.client.clone(),
@@ -85,6 +98,34 @@ impl DaemonState {
                     .map_err(|e| format!("saving the attached-layer list: {e}"))?;
             }
             infos.push(self.info(&digest).ok_or("layer vanished while attaching")?);
+        }
+        let mode = prefetch.unwrap_or(self.prefetch_default);
+        if mode != PrefetchMode::None {
+            let layers: Vec<Arc<AttachedLayer>> = manifest
+                .manifest
+                .layers()
+                .iter()
+                .filter_map(|d| self.table.by_digest(d.digest().as_ref()))
+                .collect();
+            let record_store = ImageStore::Registry {
+                client: self.client.clone(),
+                reference: reference.with_tag(&prefetch_tag(&manifest.digest)),
+            };
+            let (cache, image) = (self.cache.clone(), image.to_owned());
+            tokio::spawn(async move {
+                match fetch_prefetch_record(&record_store, &image).await {
+                    Ok(Some(record)) => {
+                        let n = prefetch_record(&cache, &layers, &record).await;
+                        tracing::info!(%image, chunks = n, "prefetched the recorded startup set");
+                    }
+                    Ok(None) => tracing::debug!(%image, "no prefetch record"),
+                    Err(e) => tracing::warn!(%image, "prefetch record unusable: {e}"),
+                }
+                if mode == PrefetchMode::All {
+                    prefetch_all(&cache, &layers).await;
+                    tracing::info!(%image, "prefetched the whole image");
+                }
+            });
         }
         Ok(infos)
     }
@@ -163,6 +204,30 @@ impl DaemonState {
             .map_err(|e| format!("saving the attached-layer list: {e}"))?;
         self.attached_gauge.set(self.table.all().len() as i64);
         Ok(())
+    }
+
+    /// Starts recording the chunk reads of an attached image's layers.
+    pub async fn record_start(&self, image: &str) -> OpResult<()> {
+        let reference: Reference = image.parse().map_err(|e| format!("{e}"))?;
+        let store = ImageStore::Registry {
+            client: self.client.clone(),
+            reference,
+        };
+        let manifest = fetch_lazy_manifest(&store, image)
+            .await
+            .map_err(|e| format!("recording {image}: {e}"))?;
+        let layers: Vec<String> = manifest
+            .manifest
+            .layers()
+            .iter()
+            .map(|d| d.digest().to_string())
+            .collect();
+        if let Some(missing) = layers.iter().find(|d| self.table.by_digest(d).is_none()) {
+            return Err(format!(
+                "recording {image}: layer {missing} is not attached"
+            ));
+        }
+        self.recorder.start(layers)
     }
 
     /// Every attached layer.

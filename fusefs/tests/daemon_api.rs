@@ -89,6 +89,7 @@ fn privileged_malformed_metadata_is_an_error_not_a_crash() {
         let result = daemon.client().call(&Request::Attach {
             image: image.clone(),
             pin: false,
+            prefetch: None,
         });
         let err = result
             .expect_err("attaching a malformed layer fails")

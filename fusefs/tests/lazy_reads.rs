@@ -339,3 +339,42 @@ fn privileged_small_quota_holds_and_evicted_files_read_again() {
         std::fs::read("/bin/busybox").unwrap()
     );
 }
+
+#[test]
+fn privileged_prefetch_all_fetches_the_whole_image_in_the_background() {
+    require_privileges!();
+    let s = setup();
+    let daemon = Lazyfsd::start(&s.work.path().join("d"), &s.registry.host(), "");
+    let layers = daemon.attach_with(&s.image, lazy_fusefs::protocol::PrefetchMode::All);
+    let distinct: std::collections::HashSet<lazy_format::ChunkDigest> = layers
+        .iter()
+        .flat_map(|l| {
+            let blob = std::fs::read(s.registry.blob_data_path(&l.digest)).unwrap();
+            lazy_format::decode_meta(&blob)
+                .unwrap()
+                .chunks
+                .into_iter()
+                .map(|c| c.digest)
+        })
+        .collect();
+    let total = distinct.len() as u64;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while daemon.stats().cache_chunks < total {
+        assert!(
+            Instant::now() < deadline,
+            "prefetch incomplete: {:?} of {total}",
+            daemon.stats()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let fetched = daemon.stats().fetched_bytes;
+    assert_eq!(
+        std::fs::read(base(&layers).join("data/big.bin")).unwrap(),
+        expected_big()
+    );
+    assert_eq!(
+        daemon.stats().fetched_bytes,
+        fetched,
+        "everything was already cached"
+    );
+}

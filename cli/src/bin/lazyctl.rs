@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use lazy_cli::{convert, daemon_cmds, init_logging, inspect, unpack};
+use lazy_cli::{convert, daemon_cmds, init_logging, inspect, record, unpack};
 
 /// Manage lazyfs lazy images.
 ///
@@ -31,6 +31,7 @@ enum Command {
     Detach(daemon_cmds::DetachArgs),
     Ls(daemon_cmds::LsArgs),
     Cache(daemon_cmds::CacheArgs),
+    Record(record::RecordArgs),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +50,7 @@ fn main() -> ExitCode {
             Command::Detach(args) => daemon_cmds::detach(args),
             Command::Ls(args) => daemon_cmds::ls(args),
             Command::Cache(args) => daemon_cmds::cache(args),
+            Command::Record(args) => record::run(args).await,
         }
     });
     match result {

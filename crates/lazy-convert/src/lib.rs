@@ -16,6 +16,7 @@ mod input;
 mod layer;
 mod lazy_image;
 mod pipeline;
+mod prefetch_store;
 mod store;
 mod tar_path;
 mod tree;
@@ -32,5 +33,6 @@ pub use lazy_image::{
     ImageInspection, LayerInspection, fetch_lazy_manifest, inspect_image, read_layer_meta,
     unpack_image,
 };
+pub use prefetch_store::{fetch_prefetch_record, prefetch_tag, push_prefetch_record};
 pub use store::ImageStore;
 pub use unpack::{ChunkReader, unpack_layer};

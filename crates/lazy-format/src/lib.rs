@@ -20,6 +20,7 @@ mod error;
 mod footer;
 mod meta;
 mod path;
+mod prefetch;
 mod validate;
 
 pub use chunk::{ChunkTable, EncodedChunk, decode_chunk, encode_chunk};
@@ -31,6 +32,7 @@ pub use meta::{
     ChunkRecord, Compression, DeviceKind, Entry, EntryKind, LayerMeta, LayerStats, Xattr,
 };
 pub use path::{EntryPath, parent_of};
+pub use prefetch::{MAX_PREFETCH_RECORD, PREFETCH_MEDIA_TYPE, PrefetchRecord};
 
 /// Media type of a lazy layer blob in an OCI manifest.
 pub const LAYER_MEDIA_TYPE: &str = "application/vnd.lazyfs.layer.v1";

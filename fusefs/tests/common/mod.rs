@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use lazy_convert::{ConvertOptions, ImageStore, NoProgress, convert_image};
 use lazy_fusefs::client::ControlClient;
-use lazy_fusefs::protocol::{LayerInfo, Request, Response, StatsInfo};
+use lazy_fusefs::overlay::OverlayMount;
+use lazy_fusefs::protocol::{LayerInfo, PrefetchMode, Request, Response, StatsInfo};
 use lazy_oci::{ClientOptions, ImageLocation, RegistryClient};
 use lazy_testkit::daemon::{DaemonFiles, DaemonProcess};
 
@@ -48,11 +49,18 @@ impl Lazyfsd {
         ControlClient::new(&self.socket, Duration::from_secs(60))
     }
 
+    /// Attaches without prefetch (reads fetch exactly what they need).
     pub fn attach(&self, image: &str) -> Vec<LayerInfo> {
-        match self.client().call(&Request::Attach {
+        self.attach_with(image, PrefetchMode::None)
+    }
+
+    pub fn attach_with(&self, image: &str, prefetch: PrefetchMode) -> Vec<LayerInfo> {
+        let request = Request::Attach {
             image: image.to_owned(),
             pin: false,
-        }) {
+            prefetch: Some(prefetch),
+        };
+        match self.client().call(&request) {
             Ok(Response::Layers(layers)) => layers,
             other => panic!("attach {image}: {other:?}"),
         }
@@ -66,49 +74,20 @@ impl Lazyfsd {
     }
 }
 
-/// An overlay mount; unmounted on drop.
-pub struct Overlay {
-    pub merged: PathBuf,
+/// An overlay of lazy layers (or any dirs), unmounted on drop.
+pub struct Overlay(OverlayMount);
+
+impl std::ops::Deref for Overlay {
+    type Target = OverlayMount;
+    fn deref(&self) -> &OverlayMount {
+        &self.0
+    }
 }
 
 impl Overlay {
     /// Mounts `lowers` (top first) under a fresh upper dir in `dir`.
     pub fn mount(dir: &Path, lowers: &[PathBuf]) -> Self {
-        let (upper, work, merged) = (dir.join("upper"), dir.join("work"), dir.join("merged"));
-        for d in [&upper, &work, &merged] {
-            std::fs::create_dir_all(d).unwrap();
-        }
-        // Layer directories are named sha256:<hex>; overlayfs wants ':' escaped.
-        let lowerdir: Vec<String> = lowers
-            .iter()
-            .map(|p| {
-                p.display()
-                    .to_string()
-                    .replace('\\', "\\\\")
-                    .replace(':', "\\:")
-            })
-            .collect();
-        let options = format!(
-            "lowerdir={},upperdir={},workdir={}",
-            lowerdir.join(":"),
-            upper.display(),
-            work.display()
-        );
-        nix::mount::mount(
-            Some("overlay"),
-            &merged,
-            Some("overlay"),
-            nix::mount::MsFlags::empty(),
-            Some(options.as_str()),
-        )
-        .unwrap_or_else(|e| panic!("mount overlay {options}: {e}"));
-        Self { merged }
-    }
-}
-
-impl Drop for Overlay {
-    fn drop(&mut self) {
-        let _ = nix::mount::umount2(&self.merged, nix::mount::MntFlags::MNT_DETACH);
+        Self(OverlayMount::mount(dir, lowers).unwrap())
     }
 }
 
