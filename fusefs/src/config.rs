@@ -31,6 +31,10 @@ pub struct DaemonConfig {
     pub max_concurrent_fetches: usize,
     /// Threads reading /dev/fuse.
     pub fuse_threads: usize,
+    /// Experimental, off by default: let the kernel read cached single-chunk
+    /// files directly (FUSE passthrough). On Linux 6.18 the passthrough opens
+    /// fail with EIO (under investigation), so it is not usable yet.
+    pub passthrough: bool,
     /// Prometheus metrics address (`host:port`); none when empty.
     pub metrics_address: String,
     /// What to fetch after an attach: "none", "record" (the image's
@@ -66,6 +70,7 @@ impl Default for DaemonConfig {
             fetch_timeout_secs: 30,
             max_concurrent_fetches: 16,
             fuse_threads: 4,
+            passthrough: false,
             metrics_address: String::new(),
             prefetch: crate::prefetch::PrefetchMode::Record,
             registry: RegistryConfig::default(),

@@ -13,6 +13,7 @@ use crate::attached::AttachList;
 use crate::client::ControlClient;
 use crate::config::DaemonConfig;
 use crate::fuse::LazyFuse;
+use crate::passthrough::BackingTable;
 use crate::recorder::Recorder;
 use crate::state::DaemonState;
 use crate::view::LayerTable;
@@ -76,6 +77,7 @@ pub fn run(config: &DaemonConfig, ready: impl FnOnce()) -> anyhow::Result<()> {
         cache,
         runtime: runtime.handle().clone(),
         recorder: Arc::clone(&state.recorder),
+        passthrough: config.passthrough.then(BackingTable::default),
     };
     let mut fuse_config = Config::default();
     fuse_config.mount_options = vec![

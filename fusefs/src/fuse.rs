@@ -16,6 +16,7 @@ use lazy_cache::ChunkCache;
 use lazy_format::EntryKind;
 
 use crate::error::FsError;
+use crate::passthrough::BackingTable;
 use crate::recorder::Recorder;
 use crate::view::LayerTable;
 
@@ -32,6 +33,8 @@ pub struct LazyFuse {
     pub runtime: tokio::runtime::Handle,
     /// Notes reads while a prefetch recording runs.
     pub recorder: Arc<Recorder>,
+    /// Passthrough handles; `None` when disabled or the kernel lacks it.
+    pub passthrough: Option<BackingTable>,
 }
 
 impl LazyFuse {
@@ -91,7 +94,40 @@ fn file_type(attr: &fuser::FileAttr) -> FileType {
     attr.kind
 }
 
+impl LazyFuse {
+    /// The cached chunk file holding all of file `ino`, if it is one chunk.
+    fn single_cached_chunk(&self, ino: u64) -> Option<std::path::PathBuf> {
+        let (layer, index) = self.table.locate(ino).ok()?;
+        let index = layer.resolve(index);
+        let EntryKind::File { chunks, .. } = &layer.entry(index)?.kind else {
+            return None;
+        };
+        let [only] = chunks.as_slice() else {
+            return None;
+        };
+        let digest = layer.meta.chunks.get(*only as usize)?.digest;
+        self.cache
+            .contains(&digest)
+            .then(|| self.cache.chunk_path(&digest))
+    }
+}
+
 impl Filesystem for LazyFuse {
+    fn init(&mut self, _req: &Request, config: &mut fuser::KernelConfig) -> std::io::Result<()> {
+        if self.passthrough.is_some() {
+            // Stack depth 1 lets overlayfs use this mount as a lower dir.
+            let ok = config
+                .add_capabilities(fuser::InitFlags::FUSE_PASSTHROUGH)
+                .is_ok()
+                && config.set_max_stack_depth(1).is_ok();
+            if !ok {
+                tracing::info!("kernel offers no FUSE passthrough; reads go through lazyfsd");
+                self.passthrough = None;
+            }
+        }
+        Ok(())
+    }
+
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         match self.table.lookup(parent.0, name.as_bytes()) {
             Ok(attr) => reply.entry(&TTL, &attr, Generation(0)),
@@ -116,11 +152,43 @@ impl Filesystem for LazyFuse {
     fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         match self.table.getattr(ino.0) {
             Ok(attr) if attr.kind == FileType::RegularFile => {
-                reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE)
+                if let (Some(table), Some(path)) =
+                    (&self.passthrough, self.single_cached_chunk(ino.0))
+                {
+                    let opened =
+                        table.open(ino.0, || reply.open_backing(std::fs::File::open(&path)?));
+                    match opened {
+                        Ok((fh, id)) => {
+                            return reply.opened_passthrough(
+                                FileHandle(fh),
+                                FopenFlags::FOPEN_KEEP_CACHE,
+                                &id,
+                            );
+                        }
+                        Err(e) => tracing::debug!("no passthrough for {}: {e}", path.display()),
+                    }
+                }
+                reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE);
             }
             Ok(_) => reply.error(FsError::IsDir.errno()),
             Err(e) => reply.error(e.errno()),
         }
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: fuser::ReplyEmpty,
+    ) {
+        if let Some(table) = &self.passthrough {
+            table.release(fh.0);
+        }
+        reply.ok();
     }
 
     fn read(

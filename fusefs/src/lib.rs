@@ -18,6 +18,7 @@ pub mod inode;
 pub mod layer;
 pub mod metrics_http;
 pub mod overlay;
+pub mod passthrough;
 pub mod prefetch;
 pub mod protocol;
 pub mod recorder;
