@@ -13,6 +13,7 @@
 mod cache;
 mod config;
 mod error;
+mod fetch;
 mod flight;
 mod hot;
 mod index;
