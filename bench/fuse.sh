@@ -52,13 +52,14 @@ TOML
 DAEMON_PID=$!
 for _ in $(seq 300); do grep -q READY "$WORK/ready" 2>/dev/null && break; sleep 0.1; done
 grep -q READY "$WORK/ready" || { echo "lazyfsd did not start"; cat "$WORK/lazyfsd.log"; exit 1; }
-LAZYCTL=("$BIN/lazyctl" --socket "$WORK/lazyfsd.sock")
-mapfile -t LAYERS < <("${LAZYCTL[@]}" attach "$REGISTRY/r-base:lazy")
+SOCK=$WORK/lazyfsd.sock
+mapfile -t LAYERS < <("$BIN/lazyctl" attach --socket "$SOCK" --prefetch none "$REGISTRY/r-base:lazy")
+[ ${#LAYERS[@]} -gt 0 ] || { echo "attach failed"; exit 1; }
 LOWER=""
 for ((i=${#LAYERS[@]}-1; i>=0; i--)); do LOWER+="${LAYERS[$i]//:/\\:}:"; done
 mkdir -p "$WORK/upper" "$WORK/work" "$WORK/merged"
 mount -t overlay overlay -o "lowerdir=${LOWER%:},upperdir=$WORK/upper,workdir=$WORK/work" "$WORK/merged"
-stat_json() { "${LAZYCTL[@]}" cache stats --json; }
+stat_json() { "$BIN/lazyctl" cache stats --json --socket "$SOCK"; }
 field() { python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
 now() { date +%s.%N; }
 elapsed() { echo "$2 - $1" | bc -l; }
@@ -116,7 +117,7 @@ MIB=$((BIG_BYTES / 1048576))
   echo
   echo "Image: r-base-like (bench/convert.sh), $ENTRIES entries, 512K chunks, local docker-registry on 127.0.0.1 (no WAN emulation yet)."
   echo "lazyfs side: overlay of the lazy layers (lazyfsd FUSE lower dirs); native side: umoci-unpacked tree on the same disk."
-  echo "Page caches dropped before every timed step; chunk cache warm for the cached steps; $RUNS runs, median. FUSE passthrough: not implemented yet."
+  echo "Page caches dropped before every timed step; chunk cache warm for the cached steps; $RUNS runs, median. FUSE passthrough: off (experimental option fails with EIO on this kernel)."
   echo
   echo "| what | native | lazyfs | lazyfs / native |"
   echo "|---|---|---|---|"
