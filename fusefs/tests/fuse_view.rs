@@ -3,37 +3,21 @@
 
 mod common;
 
-use common::{Lazyfsd, Overlay, convert_into_registry, lowerdirs};
-use lazy_testkit::images::{BIG_FILE_LEN, write_sample_image};
-use lazy_testkit::layout::TestCompression;
-use lazy_testkit::registry::TestRegistry;
+use common::{Lazyfsd, Overlay, Setup, lowerdirs, setup, umoci_unpack};
+use lazy_testkit::images::BIG_FILE_LEN;
 use lazy_testkit::require_privileges;
 use lazy_testkit::tree::diff_trees;
-
-fn umoci_unpack(layout: &std::path::Path, tag: &str, dir: &std::path::Path) {
-    let image = format!("{}:{tag}", layout.display());
-    let out = std::process::Command::new("umoci")
-        .args(["raw", "unpack", "--image", &image])
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "umoci: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 #[test]
 fn privileged_overlay_of_lazy_layers_equals_unpacked_image() {
     require_privileges!();
-    let work = tempfile::tempdir().unwrap();
-    let src = work.path().join("src");
-    write_sample_image(&src, "v1", TestCompression::Gzip).unwrap();
-    let registry = TestRegistry::start().unwrap();
+    let Setup {
+        work,
+        registry,
+        image,
+        src,
+    } = setup();
     let host = registry.host();
-    let image = format!("{host}/sample:lazy");
-    convert_into_registry(&src, "v1", &image, &host, 64 * 1024);
 
     let daemon = Lazyfsd::start(&work.path().join("d"), &host, "");
     let layers = daemon.attach(&image);
@@ -87,13 +71,13 @@ fn mutate(root: &std::path::Path) {
 #[test]
 fn privileged_overlay_writes_behave_like_the_unpacked_image() {
     require_privileges!();
-    let work = tempfile::tempdir().unwrap();
-    let src = work.path().join("src");
-    write_sample_image(&src, "v1", TestCompression::Gzip).unwrap();
-    let registry = TestRegistry::start().unwrap();
+    let Setup {
+        work,
+        registry,
+        image,
+        src,
+    } = setup();
     let host = registry.host();
-    let image = format!("{host}/sample:lazy");
-    convert_into_registry(&src, "v1", &image, &host, 64 * 1024);
     let daemon = Lazyfsd::start(&work.path().join("d"), &host, "");
     let overlay = Overlay::mount(&work.path().join("ov"), &lowerdirs(&daemon.attach(&image)));
     // The reference is native overlayfs over the unpacked image (copy-up

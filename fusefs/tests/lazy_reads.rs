@@ -6,36 +6,11 @@ mod common;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::{Lazyfsd, Overlay, convert_into_registry, lowerdirs};
+use common::{Lazyfsd, Overlay, convert_into_registry, lowerdirs, setup, umoci_unpack};
 use lazy_fusefs::protocol::LayerInfo;
-use lazy_testkit::images::{BIG_FILE_LEN, noise, write_sample_image};
+use lazy_testkit::images::{BIG_FILE_LEN, noise};
 use lazy_testkit::layout::{TestCompression, write_oci_image};
-use lazy_testkit::registry::TestRegistry;
 use lazy_testkit::require_privileges;
-
-const CHUNK: u32 = 64 * 1024;
-
-struct Setup {
-    work: tempfile::TempDir,
-    registry: TestRegistry,
-    image: String,
-    src: PathBuf,
-}
-
-fn setup() -> Setup {
-    let work = tempfile::tempdir().unwrap();
-    let src = work.path().join("src");
-    write_sample_image(&src, "v1", TestCompression::Gzip).unwrap();
-    let registry = TestRegistry::start().unwrap();
-    let image = format!("{}/sample:lazy", registry.host());
-    convert_into_registry(&src, "v1", &image, &registry.host(), CHUNK);
-    Setup {
-        work,
-        registry,
-        image,
-        src,
-    }
-}
 
 fn base(layers: &[LayerInfo]) -> PathBuf {
     PathBuf::from(&layers[0].path)
@@ -105,7 +80,7 @@ fn privileged_second_mount_and_second_image_fetch_nothing_again() {
     let src2 = s.work.path().join("src2");
     write_oci_image(&src2, "v1", &[t.finish()], TestCompression::Gzip).unwrap();
     let image2 = format!("{}/other:lazy", s.registry.host());
-    convert_into_registry(&src2, "v1", &image2, &s.registry.host(), CHUNK);
+    convert_into_registry(&src2, "v1", &image2, &s.registry.host(), 64 * 1024);
     let layers2 = daemon.attach(&image2);
     assert_ne!(layers2[0].digest, layers[0].digest);
     assert_eq!(
@@ -240,17 +215,7 @@ fn privileged_parallel_readers_get_correct_bytes_and_each_chunk_once() {
     let daemon = Lazyfsd::start(&s.work.path().join("d"), &s.registry.host(), "");
     let layers = daemon.attach(&s.image);
     let reference = s.work.path().join("reference");
-    let out = std::process::Command::new("umoci")
-        .args([
-            "raw",
-            "unpack",
-            "--image",
-            &format!("{}:v1", s.src.display()),
-        ])
-        .arg(&reference)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    umoci_unpack(&s.src, "v1", &reference);
     let files: Vec<PathBuf> = [
         "data/big.bin",
         "bin/busybox",

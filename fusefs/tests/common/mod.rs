@@ -13,6 +13,9 @@ use lazy_fusefs::overlay::OverlayMount;
 use lazy_fusefs::protocol::{LayerInfo, PrefetchMode, Request, Response, StatsInfo};
 use lazy_oci::{ClientOptions, ImageLocation, RegistryClient};
 use lazy_testkit::daemon::{DaemonFiles, DaemonProcess};
+use lazy_testkit::images::write_sample_image;
+use lazy_testkit::layout::TestCompression;
+use lazy_testkit::registry::TestRegistry;
 
 /// A running lazyfsd with helpers for its control API.
 pub struct Lazyfsd {
@@ -121,4 +124,43 @@ pub fn lowerdirs(layers: &[LayerInfo]) -> Vec<PathBuf> {
         .rev()
         .map(|l| PathBuf::from(&l.path))
         .collect()
+}
+
+/// The sample image converted into a fresh registry.
+pub struct Setup {
+    pub work: tempfile::TempDir,
+    pub registry: TestRegistry,
+    pub image: String,
+    pub src: PathBuf,
+}
+
+/// Writes the sample image, starts a registry, converts into it (64K chunks).
+pub fn setup() -> Setup {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    write_sample_image(&src, "v1", TestCompression::Gzip).unwrap();
+    let registry = TestRegistry::start().unwrap();
+    let image = format!("{}/sample:lazy", registry.host());
+    convert_into_registry(&src, "v1", &image, &registry.host(), 64 * 1024);
+    Setup {
+        work,
+        registry,
+        image,
+        src,
+    }
+}
+
+/// `umoci raw unpack` of an OCI layout image: the reference unpacker.
+pub fn umoci_unpack(layout: &std::path::Path, tag: &str, dir: &std::path::Path) {
+    let image = format!("{}:{tag}", layout.display());
+    let out = std::process::Command::new("umoci")
+        .args(["raw", "unpack", "--image", &image])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "umoci: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
