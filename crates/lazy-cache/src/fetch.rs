@@ -12,6 +12,9 @@ use crate::flight::{Claim, FlightGuard, wait};
 use crate::plan::{coalesce, span};
 use crate::{CacheError, ChunkSource};
 
+/// A fetched chunk: digest, bytes, and whether it was stored (and is held).
+type Fetched = (ChunkDigest, Arc<Vec<u8>>, bool);
+
 impl Inner {
     /// Claims what nobody fetches yet, fetches it (coalesced), waits for
     /// the rest; returns chunks that still need a fetch.
@@ -43,18 +46,18 @@ impl Inner {
             jobs.push(self.fetch_run(source, &records[run], run_flights));
         }
         let mut first_error = None;
-        for result in join_all(jobs).await {
-            match result {
-                Ok(fetched) => {
-                    for (digest, data, stored) in fetched {
-                        if stored {
-                            guard.held.push(digest);
-                        } else {
-                            guard.unstored.insert(digest, data);
-                        }
-                    }
+        for (fetched, error) in join_all(jobs).await {
+            // Chunks stored before a failure in the same run are held too,
+            // so the guard releases them.
+            for (digest, data, stored) in fetched {
+                if stored {
+                    guard.held.push(digest);
+                } else {
+                    guard.unstored.insert(digest, data);
                 }
-                Err(e) => first_error = first_error.or(Some(e)),
+            }
+            if let Some(e) = error {
+                first_error = first_error.or(Some(e));
             }
         }
         let mut again = Vec::new();
@@ -80,13 +83,14 @@ impl Inner {
     }
 
     /// Fetches one coalesced run, verifies and stores each chunk, and
-    /// reports to the waiters. Returns (digest, data, stored-and-held).
+    /// reports to the waiters. Returns the chunks it got as (digest, data,
+    /// stored-and-held), and the first failure if any chunk failed.
     async fn fetch_run(
         &self,
         source: &Arc<dyn ChunkSource>,
         run: &[ChunkRecord],
         flights: Vec<FlightGuard>,
-    ) -> Result<Vec<(ChunkDigest, Arc<Vec<u8>>, bool)>, CacheError> {
+    ) -> (Vec<Fetched>, Option<CacheError>) {
         let range = span(run);
         let bytes = match self.fetch_range(source, range.clone()).await {
             Ok(bytes) => bytes,
@@ -94,7 +98,7 @@ impl Inner {
                 for f in flights {
                     f.complete(Err(e.clone()));
                 }
-                return Err(e);
+                return (Vec::new(), Some(e));
             }
         };
         let mut out = Vec::with_capacity(run.len());
@@ -132,10 +136,7 @@ impl Inner {
             flight.complete(Ok(()));
             out.push((record.digest, data, stored_ok));
         }
-        match failure {
-            Some(e) => Err(e),
-            None => Ok(out),
-        }
+        (out, failure)
     }
 
     async fn fetch_range(

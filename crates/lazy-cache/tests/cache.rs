@@ -18,6 +18,7 @@ struct MemoryBlob {
     requests: Mutex<Vec<Range<u64>>>,
     delay: Duration,
     corrupt: AtomicBool,
+    corrupt_at: Mutex<Option<usize>>,
 }
 
 impl MemoryBlob {
@@ -41,6 +42,7 @@ impl MemoryBlob {
             requests: Mutex::new(Vec::new()),
             delay: Duration::ZERO,
             corrupt: AtomicBool::new(false),
+            corrupt_at: Mutex::new(None),
         }
     }
 
@@ -61,6 +63,11 @@ impl ChunkSource for MemoryBlob {
             let mut out = self.bytes[start..end].to_vec();
             if self.corrupt.load(Ordering::SeqCst) {
                 out[0] ^= 0xff;
+            }
+            if let Some(at) = *self.corrupt_at.lock().unwrap()
+                && (start..end).contains(&at)
+            {
+                out[at - start] ^= 0xff;
             }
             Ok(out)
         })
@@ -311,5 +318,27 @@ async fn restart_reconciles_files_and_index() {
         blob.request_count(),
         before + 1,
         "the two lost chunks are refetched together"
+    );
+}
+
+#[tokio::test]
+async fn chunks_stored_before_a_failure_in_the_same_run_stay_evictable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cache, _) = open(dir.path(), u64::MAX);
+    let chunks: Vec<Vec<u8>> = (0..3).map(|n| chunk(n, 5_000)).collect();
+    let blob = Arc::new(MemoryBlob::new(&chunks));
+    *blob.corrupt_at.lock().unwrap() = Some(usize::try_from(blob.records[2].offset).unwrap());
+    let source: Arc<dyn ChunkSource> = blob.clone();
+    let err = cache
+        .read(&source, &blob.records, 0, 15_000)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CacheError::Verification { .. }), "{err}");
+    assert_eq!(blob.request_count(), 1, "one coalesced run");
+    assert!(cache.contains(&blob.records[0].digest) && !cache.contains(&blob.records[2].digest));
+    assert_eq!(
+        cache.gc(0).0,
+        2,
+        "the good chunks of the failed run are not left held"
     );
 }
