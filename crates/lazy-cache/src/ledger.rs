@@ -94,26 +94,31 @@ impl Ledger {
     /// Removes least-recently-used chunks that are neither read nor pinned
     /// until at most `quota` bytes remain; returns them for deletion.
     pub(crate) fn evict_to(&mut self, quota: u64) -> Vec<(ChunkDigest, u64)> {
-        let mut victims = Vec::new();
         if self.total <= quota {
-            return victims;
+            return Vec::new();
         }
-        let candidates: Vec<(u64, ChunkDigest)> = self
-            .order
-            .iter()
-            .filter(|(_, d)| self.chunks[d].readers == 0 && !self.pins.contains_key(d))
-            .copied()
-            .collect();
-        for (tick, digest) in candidates {
-            if self.total <= quota {
+        // Walk from the least recent, only as far as needed.
+        let mut excess = self.total - quota;
+        let mut doomed = Vec::new();
+        for (tick, digest) in &self.order {
+            if excess == 0 {
                 break;
             }
-            let held = self.chunks.remove(&digest).expect("ordered chunk is held");
-            self.order.remove(&(tick, digest));
-            self.total -= held.size;
-            victims.push((digest, held.size));
+            let held = &self.chunks[digest];
+            if held.readers == 0 && !self.pins.contains_key(digest) {
+                excess = excess.saturating_sub(held.size);
+                doomed.push((*tick, *digest));
+            }
         }
-        victims
+        doomed
+            .into_iter()
+            .map(|(tick, digest)| {
+                let held = self.chunks.remove(&digest).expect("ordered chunk is held");
+                self.order.remove(&(tick, digest));
+                self.total -= held.size;
+                (digest, held.size)
+            })
+            .collect()
     }
 
     /// Forgets a chunk whatever its state (it was found corrupt or missing).
