@@ -5,8 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{lazyctl_err, lazyctl_ok};
-use lazy_testkit::images::write_sample_image;
+use common::{lazyctl_err, lazyctl_ok, write_sample};
 use lazy_testkit::layout::{
     TestCompression, corrupt_manifest, layout_tags, replace_layer_blob, write_oci_image,
 };
@@ -116,8 +115,7 @@ fn hardlink_out_of_the_layer_is_refused() {
 #[test]
 fn truncated_gzip_layer_is_an_error() {
     let work = tempfile::tempdir().unwrap();
-    let src = work.path().join("src");
-    write_sample_image(&src, "v1", TestCompression::Gzip).unwrap();
+    let src = write_sample(work.path());
     let blob = std::fs::read(first_layer_path(&src)).unwrap();
     replace_layer_blob(&src, 0, &blob[..blob.len() / 2], true).unwrap();
     let err = convert_fails_from(work.path(), &src);
@@ -127,8 +125,7 @@ fn truncated_gzip_layer_is_an_error() {
 #[test]
 fn garbage_layer_is_an_error() {
     let work = tempfile::tempdir().unwrap();
-    let src = work.path().join("src");
-    write_sample_image(&src, "v1", TestCompression::Gzip).unwrap();
+    let src = write_sample(work.path());
     let garbage = lazy_testkit::images::noise(100_000, 9);
     replace_layer_blob(&src, 1, &garbage, true).unwrap();
     let err = convert_fails_from(work.path(), &src);
@@ -138,8 +135,7 @@ fn garbage_layer_is_an_error() {
 #[test]
 fn layer_that_fails_its_digest_is_an_error() {
     let work = tempfile::tempdir().unwrap();
-    let src = work.path().join("src");
-    write_sample_image(&src, "v1", TestCompression::Gzip).unwrap();
+    let src = write_sample(work.path());
     let path = first_layer_path(&src);
     let mut blob = std::fs::read(&path).unwrap();
     let last = blob.len() - 20;
@@ -155,8 +151,7 @@ fn layer_that_fails_its_digest_is_an_error() {
 #[test]
 fn manifest_that_fails_its_digest_is_an_error() {
     let work = tempfile::tempdir().unwrap();
-    let src = work.path().join("src");
-    write_sample_image(&src, "v1", TestCompression::Gzip).unwrap();
+    let src = write_sample(work.path());
     corrupt_manifest(&src).unwrap();
     let err = convert_fails_from(work.path(), &src);
     assert!(err.to_lowercase().contains("digest"), "{err}");
@@ -165,8 +160,7 @@ fn manifest_that_fails_its_digest_is_an_error() {
 #[test]
 fn lazy_images_are_not_converted_twice_and_plain_ones_not_unpacked() {
     let work = tempfile::tempdir().unwrap();
-    let src = work.path().join("src");
-    write_sample_image(&src, "v1", TestCompression::Gzip).unwrap();
+    let src = write_sample(work.path());
     let lazy = oci(&work.path().join("lazy"), "v1");
     lazyctl_ok(&["convert", &oci(&src, "v1"), &lazy]);
     let err = lazyctl_err(&["convert", &lazy, &oci(&work.path().join("again"), "v1")]);
@@ -184,8 +178,7 @@ fn lazy_images_are_not_converted_twice_and_plain_ones_not_unpacked() {
 #[test]
 fn unpack_refuses_a_non_empty_directory() {
     let work = tempfile::tempdir().unwrap();
-    let src = work.path().join("src");
-    write_sample_image(&src, "v1", TestCompression::Gzip).unwrap();
+    let src = write_sample(work.path());
     let lazy = oci(&work.path().join("lazy"), "v1");
     lazyctl_ok(&["convert", &oci(&src, "v1"), &lazy]);
     let target = work.path().join("busy");

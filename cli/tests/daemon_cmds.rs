@@ -4,10 +4,8 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{lazyctl_err, lazyctl_ok, skopeo_push};
+use common::{lazyctl_err, lazyctl_ok, skopeo_push, write_sample};
 use lazy_testkit::daemon::{DaemonFiles, DaemonProcess};
-use lazy_testkit::images::write_sample_image;
-use lazy_testkit::layout::TestCompression;
 use lazy_testkit::registry::TestRegistry;
 use lazy_testkit::require_privileges;
 
@@ -26,8 +24,7 @@ fn lazyfsd_binary() -> PathBuf {
 fn privileged_attach_ls_cache_detach() {
     require_privileges!();
     let work = tempfile::tempdir().unwrap();
-    let src = work.path().join("src");
-    write_sample_image(&src, "v1", TestCompression::Gzip).unwrap();
+    let src = write_sample(work.path());
     let registry = TestRegistry::start().unwrap();
     let host = registry.host();
     skopeo_push(&src, "v1", &format!("{host}/sample:v1"));
@@ -91,8 +88,7 @@ fn privileged_attach_ls_cache_detach() {
 fn privileged_record_then_prefetch_the_startup_set() {
     require_privileges!();
     let work = tempfile::tempdir().unwrap();
-    let src = work.path().join("src");
-    write_sample_image(&src, "v1", TestCompression::Gzip).unwrap();
+    let src = write_sample(work.path());
     let registry = TestRegistry::start().unwrap();
     let host = registry.host();
     let image = format!("{host}/sample:lazy");

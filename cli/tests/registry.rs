@@ -5,17 +5,8 @@
 mod common;
 
 use base64::Engine as _;
-use common::{lazyctl_err, lazyctl_ok, run, umoci_unpack};
-use lazy_testkit::images::write_sample_image;
-use lazy_testkit::layout::TestCompression;
+use common::{assert_same_tree, lazyctl_err, lazyctl_ok, run, umoci_unpack, write_sample};
 use lazy_testkit::registry::TestRegistry;
-use lazy_testkit::tree::diff_trees;
-
-fn sample(work: &std::path::Path) -> std::path::PathBuf {
-    let src = work.join("src");
-    write_sample_image(&src, "v1", TestCompression::Gzip).unwrap();
-    src
-}
 
 fn skopeo_copy(args: &[&str]) {
     lazy_testkit::require_program("skopeo", "skopeo").unwrap();
@@ -28,7 +19,7 @@ fn skopeo_copy(args: &[&str]) {
 fn privileged_docker_schema2_source_converts() {
     lazy_testkit::require_privileges!();
     let work = tempfile::tempdir().unwrap();
-    let src = sample(work.path());
+    let src = write_sample(work.path());
     let registry = TestRegistry::start().unwrap();
     let host = registry.host();
     skopeo_copy(&[
@@ -55,8 +46,7 @@ fn privileged_docker_schema2_source_converts() {
     ]);
     let reference = work.path().join("reference");
     umoci_unpack(&src, "v1", &reference);
-    let diffs = diff_trees(&reference, &rootfs).unwrap();
-    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+    assert_same_tree(&reference, &rootfs);
 }
 
 #[test]
@@ -103,7 +93,7 @@ fn registry_down_is_a_clear_error_within_the_timeout() {
 #[test]
 fn credentials_come_from_the_docker_config() {
     let work = tempfile::tempdir().unwrap();
-    let src = sample(work.path());
+    let src = write_sample(work.path());
     let registry = TestRegistry::start_with_htpasswd("alice", "s3cret").unwrap();
     let host = registry.host();
     skopeo_copy(&[
@@ -162,7 +152,7 @@ fn credentials_come_from_the_docker_config() {
 #[test]
 fn lazy_blob_corrupted_in_storage_fails_unpack() {
     let work = tempfile::tempdir().unwrap();
-    let src = sample(work.path());
+    let src = write_sample(work.path());
     let registry = TestRegistry::start().unwrap();
     let host = registry.host();
     let lazy = format!("{host}/corrupt:lazy");

@@ -3,61 +3,17 @@
 
 mod common;
 
-use common::{lazyctl_ok, skopeo_push, umoci_unpack};
+use common::{assert_same_tree, lazyctl_ok, skopeo_push, umoci_unpack, write_sample};
 use lazy_testkit::images::write_sample_image;
 use lazy_testkit::layout::TestCompression;
 use lazy_testkit::registry::TestRegistry;
 use lazy_testkit::require_privileges;
-use lazy_testkit::tree::{diff_trees, summarize};
-
-/// Checks that the trees are equal, and that the reference really holds the
-/// hard cases (so an empty comparison cannot pass).
-fn assert_same_tree(expected: &std::path::Path, actual: &std::path::Path) {
-    let reference = summarize(expected).expect("summarize reference");
-    let entry = |p: &[u8]| {
-        reference
-            .get(p)
-            .unwrap_or_else(|| panic!("reference lacks {:?}", String::from_utf8_lossy(p)))
-    };
-    assert!(
-        entry(b"bin/ping-like")
-            .xattrs
-            .iter()
-            .any(|(n, _)| n == b"security.capability")
-    );
-    assert!(entry(b"dev/null").content.starts_with("rdev"));
-    assert_eq!(
-        entry(b"data/hardlink-to-big").hardlinks,
-        vec![b"data/big.bin".to_vec()]
-    );
-    assert!(entry(b"data/latin1-\xe9\xff").mode & 0o777 == 0o644);
-    assert_eq!(
-        entry(b"data/nanotime").mtime,
-        Some((1_700_000_000, 123_456_789))
-    );
-    assert!(
-        !reference.contains_key(&b"data/deleted"[..]),
-        "whiteout applied"
-    );
-    assert!(
-        !reference.contains_key(&b"data/opaque/lower"[..]),
-        "opaque dir applied"
-    );
-    let diffs = diff_trees(expected, actual).expect("compare trees");
-    assert!(
-        diffs.is_empty(),
-        "{} differences:\n{}",
-        diffs.len(),
-        diffs.join("\n")
-    );
-}
 
 #[test]
 fn privileged_registry_round_trip_matches_umoci() {
     require_privileges!();
     let work = tempfile::tempdir().unwrap();
-    let src = work.path().join("src");
-    write_sample_image(&src, "v1", TestCompression::Gzip).unwrap();
+    let src = write_sample(work.path());
     let registry = TestRegistry::start().unwrap();
     let host = registry.host();
     skopeo_push(&src, "v1", &format!("{host}/sample:v1"));

@@ -18,7 +18,7 @@ use lazy_format::EntryKind;
 use crate::error::FsError;
 use crate::passthrough::BackingTable;
 use crate::recorder::Recorder;
-use crate::view::LayerTable;
+use crate::view::{DirItem, LayerTable};
 
 /// Content is immutable: the kernel may cache names and attributes for long.
 const TTL: Duration = Duration::from_secs(24 * 3600);
@@ -90,8 +90,15 @@ async fn read(
         })
 }
 
-fn file_type(attr: &fuser::FileAttr) -> FileType {
-    attr.kind
+/// Directory items from the kernel's `offset` on, each with the offset
+/// of the item after it (what the kernel passes back to continue).
+fn from_offset(items: &[DirItem], offset: u64) -> impl Iterator<Item = (u64, &DirItem)> {
+    let skip = usize::try_from(offset).unwrap_or(usize::MAX);
+    items
+        .iter()
+        .enumerate()
+        .skip(skip)
+        .map(|(i, item)| (i as u64 + 1, item))
 }
 
 impl LazyFuse {
@@ -215,15 +222,11 @@ impl Filesystem for LazyFuse {
     ) {
         match self.table.readdir(ino.0) {
             Ok(items) => {
-                for (i, item) in items
-                    .iter()
-                    .enumerate()
-                    .skip(usize::try_from(offset).unwrap_or(usize::MAX))
-                {
+                for (next, item) in from_offset(&items, offset) {
                     if reply.add(
                         INodeNo(item.ino),
-                        i as u64 + 1,
-                        file_type(&item.attr),
+                        next,
+                        item.attr.kind,
                         OsStr::from_bytes(&item.name),
                     ) {
                         break;
@@ -245,15 +248,11 @@ impl Filesystem for LazyFuse {
     ) {
         match self.table.readdir(ino.0) {
             Ok(items) => {
-                for (i, item) in items
-                    .iter()
-                    .enumerate()
-                    .skip(usize::try_from(offset).unwrap_or(usize::MAX))
-                {
+                for (next, item) in from_offset(&items, offset) {
                     let name = OsStr::from_bytes(&item.name);
                     if reply.add(
                         INodeNo(item.ino),
-                        i as u64 + 1,
+                        next,
                         name,
                         &TTL,
                         &item.attr,

@@ -39,12 +39,13 @@ impl AttachedLayer {
         let mut nlink = vec![1u32; n];
         for (i, entry) in meta.entries.iter().enumerate().skip(1) {
             let i = u32::try_from(i).expect("fewer than 4G entries");
-            if let Some(parent) = parent_of(&entry.path).and_then(|p| index_of(&meta, p)) {
+            let parent = parent_of(&entry.path).and_then(|p| index_of(&meta, p));
+            if let Some(parent) = parent {
                 children[parent as usize].push(i);
             }
             match &entry.kind {
                 EntryKind::Dir { .. } => {
-                    if let Some(parent) = parent_of(&entry.path).and_then(|p| index_of(&meta, p)) {
+                    if let Some(parent) = parent {
                         nlink[parent as usize] += 1;
                     }
                 }

@@ -78,3 +78,57 @@ pub fn umoci_unpack(layout: &Path, tag: &str, dir: &Path) {
         ],
     );
 }
+
+/// Writes the sample image (gzip layers) as the OCI layout `<work>/src`, tag `v1`.
+pub fn write_sample(work: &Path) -> std::path::PathBuf {
+    let src = work.join("src");
+    lazy_testkit::images::write_sample_image(
+        &src,
+        "v1",
+        lazy_testkit::layout::TestCompression::Gzip,
+    )
+    .unwrap();
+    src
+}
+
+/// Checks that the trees are equal, and that the reference really holds the
+/// hard cases (so an empty comparison cannot pass).
+pub fn assert_same_tree(expected: &std::path::Path, actual: &std::path::Path) {
+    let reference = lazy_testkit::tree::summarize(expected).expect("summarize reference");
+    let entry = |p: &[u8]| {
+        reference
+            .get(p)
+            .unwrap_or_else(|| panic!("reference lacks {:?}", String::from_utf8_lossy(p)))
+    };
+    assert!(
+        entry(b"bin/ping-like")
+            .xattrs
+            .iter()
+            .any(|(n, _)| n == b"security.capability")
+    );
+    assert!(entry(b"dev/null").content.starts_with("rdev"));
+    assert_eq!(
+        entry(b"data/hardlink-to-big").hardlinks,
+        vec![b"data/big.bin".to_vec()]
+    );
+    assert!(entry(b"data/latin1-\xe9\xff").mode & 0o777 == 0o644);
+    assert_eq!(
+        entry(b"data/nanotime").mtime,
+        Some((1_700_000_000, 123_456_789))
+    );
+    assert!(
+        !reference.contains_key(&b"data/deleted"[..]),
+        "whiteout applied"
+    );
+    assert!(
+        !reference.contains_key(&b"data/opaque/lower"[..]),
+        "opaque dir applied"
+    );
+    let diffs = lazy_testkit::tree::diff_trees(expected, actual).expect("compare trees");
+    assert!(
+        diffs.is_empty(),
+        "{} differences:\n{}",
+        diffs.len(),
+        diffs.join("\n")
+    );
+}
