@@ -12,9 +12,22 @@ pub async fn serve(listener: TcpListener, registry: Registry) {
         };
         let registry = registry.clone();
         tokio::spawn(async move {
-            let mut buf = [0u8; 1024];
-            let n = stream.read(&mut buf).await.unwrap_or(0);
-            let request = String::from_utf8_lossy(&buf[..n]);
+            // Read the whole request head (bounded): closing with unread
+            // bytes would reset the connection under the client.
+            let mut buf = Vec::with_capacity(1024);
+            let mut chunk = [0u8; 1024];
+            while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 16 * 1024 {
+                let read = tokio::time::timeout(
+                    std::time::Duration::from_secs(5),
+                    stream.read(&mut chunk),
+                )
+                .await;
+                match read {
+                    Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                    _ => break,
+                }
+            }
+            let request = String::from_utf8_lossy(&buf);
             let response = if request.starts_with("GET /metrics ") {
                 let mut body = Vec::new();
                 let encoder = TextEncoder::new();
@@ -33,6 +46,7 @@ pub async fn serve(listener: TcpListener, registry: Registry) {
                 b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec()
             };
             let _ = stream.write_all(&response).await;
+            let _ = stream.shutdown().await;
         });
     }
 }
