@@ -78,6 +78,7 @@ pub fn run(config: &DaemonConfig, ready: impl FnOnce()) -> anyhow::Result<()> {
         runtime: runtime.handle().clone(),
         recorder: Arc::clone(&state.recorder),
         passthrough: config.passthrough.then(BackingTable::default),
+        zero_message_opendir: false,
     };
     let mut fuse_config = Config::default();
     fuse_config.mount_options = vec![
@@ -95,6 +96,10 @@ pub fn run(config: &DaemonConfig, ready: impl FnOnce()) -> anyhow::Result<()> {
         .with_context(|| format!("mounting FUSE at {}", config.mountpoint.display()))?;
     let background = session.spawn().context("starting the FUSE session")?;
     *state.notifier.lock().expect("notifier lock") = Some(background.notifier());
+    let read_ahead = config.read_ahead_kib().map_err(anyhow::Error::msg)?;
+    if let Err(e) = set_read_ahead(&config.mountpoint, read_ahead) {
+        tracing::warn!("cannot set read-ahead to {read_ahead} KiB: {e:#}");
+    }
 
     runtime.block_on(async {
         let listener = crate::control::bind(&config.socket)
@@ -142,4 +147,18 @@ fn clean_stale_mount(mountpoint: &Path) -> anyhow::Result<()> {
             .with_context(|| format!("unmounting stale mount at {}", mountpoint.display()))?;
     }
     Ok(())
+}
+
+/// Sets the kernel read-ahead of the FUSE mount at `mountpoint` through its
+/// backing device info (`/sys/class/bdi/MAJOR:MINOR/read_ahead_kb`): FUSE
+/// cannot ask for more than the kernel offers at INIT.
+fn set_read_ahead(mountpoint: &Path, kib: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let dev = std::fs::metadata(mountpoint)?.dev();
+    let bdi = format!(
+        "/sys/class/bdi/{}:{}/read_ahead_kb",
+        nix::sys::stat::major(dev),
+        nix::sys::stat::minor(dev)
+    );
+    std::fs::write(&bdi, kib.to_string()).with_context(|| format!("writing {bdi}"))
 }

@@ -16,7 +16,7 @@ use lazy_cache::ChunkCache;
 use lazy_format::EntryKind;
 
 use crate::error::FsError;
-use crate::passthrough::BackingTable;
+use crate::passthrough::{BackingTable, Opened};
 use crate::recorder::Recorder;
 use crate::view::{DirItem, LayerTable};
 
@@ -35,6 +35,8 @@ pub struct LazyFuse {
     pub recorder: Arc<Recorder>,
     /// Passthrough handles; `None` when disabled or the kernel lacks it.
     pub passthrough: Option<BackingTable>,
+    /// The kernel copes with OPENDIR answered by ENOSYS (set at init).
+    pub zero_message_opendir: bool,
 }
 
 impl LazyFuse {
@@ -121,6 +123,24 @@ impl LazyFuse {
 
 impl Filesystem for LazyFuse {
     fn init(&mut self, _req: &Request, config: &mut fuser::KernelConfig) -> std::io::Result<()> {
+        // Each flag saves round trips; take those the kernel offers.
+        for flag in [
+            // Directory listings always carry attributes, so that walking a
+            // tree needs no lookup per name (measured: READDIRPLUS_AUTO, which
+            // lets the kernel choose, walks the r-base tree 2x slower).
+            fuser::InitFlags::FUSE_DO_READDIRPLUS,
+            // Lookups in one directory run in parallel.
+            fuser::InitFlags::FUSE_PARALLEL_DIROPS,
+            // Symlink targets stay in the page cache.
+            fuser::InitFlags::FUSE_CACHE_SYMLINKS,
+        ] {
+            if config.add_capabilities(flag).is_err() {
+                tracing::debug!("kernel lacks {flag:?}");
+            }
+        }
+        self.zero_message_opendir = config
+            .capabilities()
+            .contains(fuser::InitFlags::FUSE_NO_OPENDIR_SUPPORT);
         if self.passthrough.is_some() {
             // Stack depth 1 lets overlayfs use this mount as a lower dir.
             let ok = config
@@ -159,26 +179,36 @@ impl Filesystem for LazyFuse {
     fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         match self.table.getattr(ino.0) {
             Ok(attr) if attr.kind == FileType::RegularFile => {
-                if let (Some(table), Some(path)) =
-                    (&self.passthrough, self.single_cached_chunk(ino.0))
-                {
-                    let opened =
-                        table.open(ino.0, || reply.open_backing(std::fs::File::open(&path)?));
-                    match opened {
-                        Ok((fh, id)) => {
-                            return reply.opened_passthrough(
-                                FileHandle(fh),
-                                FopenFlags::FOPEN_KEEP_CACHE,
-                                &id,
-                            );
-                        }
-                        Err(e) => tracing::debug!("no passthrough for {}: {e}", path.display()),
+                let Some(table) = &self.passthrough else {
+                    return reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE);
+                };
+                let opened = table.open(ino.0, || {
+                    let path = self.single_cached_chunk(ino.0)?;
+                    Some(std::fs::File::open(path).and_then(|f| reply.open_backing(f)))
+                });
+                match opened {
+                    // The kernel refuses passthrough opens with any flag
+                    // outside FOPEN_PASSTHROUGH_MASK, FOPEN_KEEP_CACHE included.
+                    Opened::Passthrough(fh, id) => {
+                        reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &id)
+                    }
+                    Opened::Cached(fh) => {
+                        reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE)
                     }
                 }
-                reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE);
             }
             Ok(_) => reply.error(FsError::IsDir.errno()),
             Err(e) => reply.error(e.errno()),
+        }
+    }
+
+    fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        // Directories have no handle state: ENOSYS tells kernels that know
+        // FUSE_NO_OPENDIR_SUPPORT to stop sending OPENDIR/RELEASEDIR at all.
+        if self.zero_message_opendir {
+            reply.error(fuser::Errno::ENOSYS);
+        } else {
+            reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE);
         }
     }
 

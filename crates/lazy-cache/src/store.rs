@@ -60,6 +60,11 @@ impl ChunkStore {
     }
 
     /// Reads `buf.len()` bytes of a chunk from `offset`.
+    ///
+    /// A read from the start of a chunk asks the kernel to read the rest of
+    /// the chunk file ahead: every read opens the file anew, so the file's
+    /// own read-ahead state never builds up, and sequential readers would
+    /// otherwise wait on the disk once per FUSE request.
     pub fn read_at(
         &self,
         digest: &ChunkDigest,
@@ -68,7 +73,12 @@ impl ChunkStore {
     ) -> Result<(), CacheError> {
         let path = self.path(digest);
         File::open(&path)
-            .and_then(|f| f.read_exact_at(buf, offset))
+            .and_then(|f| {
+                if offset == 0 {
+                    read_ahead(&f, buf.len());
+                }
+                f.read_exact_at(buf, offset)
+            })
             .map_err(|e| CacheError::store(&path, e))
     }
 
@@ -113,6 +123,15 @@ impl ChunkStore {
             }
         }
         Ok(found)
+    }
+}
+
+/// Starts reading the file from `from` to its end into the page cache
+/// (a hint: failure only costs speed).
+fn read_ahead(file: &File, from: usize) {
+    use nix::fcntl::{PosixFadviseAdvice, posix_fadvise};
+    if let Ok(from) = i64::try_from(from) {
+        let _ = posix_fadvise(file, from, 0, PosixFadviseAdvice::POSIX_FADV_WILLNEED);
     }
 }
 
