@@ -159,10 +159,10 @@ fn make_dir(dir: &Path) -> Result<(), RuntimeError> {
 }
 
 /// CFS period used for `--cpus`, as docker: 100 ms.
-const CFS_PERIOD_US: u64 = 100_000;
+pub(crate) const CFS_PERIOD_US: u64 = 100_000;
 
 /// The CFS quota for `cpus` CPUs per [`CFS_PERIOD_US`] (at least 1 ms).
-fn cfs_quota_us(cpus: f64) -> u64 {
+pub(crate) fn cfs_quota_us(cpus: f64) -> u64 {
     let quota = (cpus * 100_000.0).round();
     // cpus is validated positive and finite; the clamp keeps the conversion exact.
     let quota = quota.clamp(1_000.0, 1e15);

@@ -107,13 +107,30 @@ impl RunningContainer {
     /// Starts `spec` (stdin from /dev/null, stdout and stderr to files in
     /// the scratch dir).
     pub fn start(rootfs: &TestRootfs, spec: &ContainerSpec) -> Self {
+        Self::start_with(rootfs, spec, None)
+    }
+
+    /// Starts `spec` with the built-in runtime, or with `oci_runtime` (runc,
+    /// crun) through an OCI bundle in the scratch dir.
+    pub fn start_with(
+        rootfs: &TestRootfs,
+        spec: &ContainerSpec,
+        oci_runtime: Option<&str>,
+    ) -> Self {
         let dir = rootfs.scratch();
         let spec_path = dir.join(format!("{}.json", spec.id));
         std::fs::write(&spec_path, serde_json::to_vec(spec).unwrap()).unwrap();
         let stdout = dir.join(format!("{}.stdout", spec.id));
         let stderr = dir.join(format!("{}.stderr", spec.id));
-        let child = Command::new(init_exe())
-            .arg("run")
+        let mut command = Command::new(init_exe());
+        match oci_runtime {
+            None => command.arg("run"),
+            Some(runtime) => command
+                .arg("oci")
+                .arg(runtime)
+                .arg(dir.join(format!("{}.bundle", spec.id))),
+        };
+        let child = command
             .arg(&spec_path)
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&stdout).unwrap())
