@@ -101,6 +101,10 @@ pub fn run(spec: &ContainerSpec, init_exe: &Path) -> Result<ExitStatus, RuntimeE
         },
         other => report.messages.push(other),
     });
+    if received.is_err() {
+        // The container cannot report to us any more: stop it.
+        let _ = init.child.kill();
+    }
     let status = init.wait()?;
     drop(forwarding);
     let relay_error = match report.relay.take() {

@@ -141,3 +141,22 @@ fn privileged_user_1000_has_its_ids_and_no_effective_caps() {
         "{out:?}"
     );
 }
+
+#[test]
+fn privileged_setup_failure_is_reported_as_125() {
+    lazy_testkit::require_privileges!();
+    let rootfs = TestRootfs::new();
+    // The working directory cannot be created: a file is in the way.
+    let mut spec = rootfs.spec("setup-fails", "echo should not run");
+    spec.cwd = "/bin/busybox/sub".into();
+    match run_in_process(&spec) {
+        Err(RuntimeError::ContainerSetup { step, .. }) => {
+            assert!(step.contains("/bin/busybox/sub"), "{step}");
+        }
+        other => panic!("expected ContainerSetup, got {other:?}"),
+    }
+    let out = run_captured(&rootfs, &spec);
+    assert_eq!(out.code, 125, "{out:?}");
+    assert_eq!(out.stdout, "");
+    assert!(out.stderr.contains("container setup failed"), "{out:?}");
+}
