@@ -82,6 +82,7 @@ pub fn attach(args: AttachArgs) -> anyhow::Result<()> {
         image: args.image.clone(),
         pin: args.pin,
         prefetch: args.prefetch,
+        with_config: false,
     };
     let response = args.daemon.client()?.call(&request)?;
     let Response::Layers(layers) = response else {
@@ -191,7 +192,8 @@ pub fn cache(args: CacheArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn parse_prefetch(text: &str) -> Result<PrefetchMode, String> {
+/// Parses `--prefetch`: none, record or all.
+pub fn parse_prefetch(text: &str) -> Result<PrefetchMode, String> {
     match text {
         "none" => Ok(PrefetchMode::None),
         "record" => Ok(PrefetchMode::Record),

@@ -5,10 +5,13 @@
 // (`REPO[:TAG]`), not rustdoc links.
 #![allow(rustdoc::broken_intra_doc_links)]
 
+pub mod container_cmds;
+pub mod containers;
 pub mod convert;
 pub mod daemon_args;
 pub mod daemon_cmds;
 pub mod inspect;
+pub mod lazyrun;
 pub mod progress;
 pub mod record;
 pub mod registry_args;

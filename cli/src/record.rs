@@ -47,6 +47,7 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<()> {
         image: args.image.clone(),
         pin: false,
         prefetch: Some(PrefetchMode::None),
+        with_config: false,
     };
     let Response::Layers(layers) = daemon.call(&attach)? else {
         bail!("unexpected answer to attach")

@@ -45,6 +45,28 @@ pub struct DaemonConfig {
     pub prefetch: crate::prefetch::PrefetchMode,
     /// Registry settings.
     pub registry: RegistryConfig,
+    /// `lazyrun` settings.
+    pub run: RunConfig,
+}
+
+/// How `lazyrun` names images and keeps containers.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunConfig {
+    /// Registry for short image names: `r-base` means
+    /// `<default_registry>/r-base:latest`.
+    pub default_registry: String,
+    /// Per-container directories (upper dir, state).
+    pub containers_dir: PathBuf,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        Self {
+            default_registry: "localhost:5000".into(),
+            containers_dir: PathBuf::from("/var/lib/lazyfs/containers"),
+        }
+    }
 }
 
 /// How lazyfsd reaches registries.
@@ -78,6 +100,7 @@ impl Default for DaemonConfig {
             metrics_address: String::new(),
             prefetch: crate::prefetch::PrefetchMode::Record,
             registry: RegistryConfig::default(),
+            run: RunConfig::default(),
         }
     }
 }

@@ -60,10 +60,16 @@ async fn dispatch(state: &DaemonState, request: Request) -> Response {
             image,
             pin,
             prefetch,
-        } => state
-            .attach(&image, pin, prefetch)
-            .await
-            .map(Response::Layers),
+            with_config,
+        } => {
+            state
+                .attach(&image, pin, prefetch, with_config)
+                .await
+                .map(|attached| match with_config {
+                    true => Response::Image(attached),
+                    false => Response::Layers(attached.layers),
+                })
+        }
         Request::RecordStart { image } => state.record_start(&image).await.map(|()| Response::Ok),
         Request::RecordStop => state
             .recorder

@@ -22,6 +22,10 @@ pub enum Request {
         /// What to fetch ahead of readers (default: the daemon's setting).
         #[serde(default)]
         prefetch: Option<PrefetchMode>,
+        /// Answer with the image's config too ([`Response::Image`]), fetched
+        /// alongside the layer metadata: what a runtime needs, in one call.
+        #[serde(default)]
+        with_config: bool,
     },
     /// Record which chunks of an attached image's layers are read, in order.
     RecordStart {
@@ -65,6 +69,17 @@ pub struct LayerInfo {
     pub pinned: bool,
 }
 
+/// An attached image as a runtime needs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachedImage {
+    /// Manifest digest.
+    pub manifest_digest: String,
+    /// The image config blob (OCI image config JSON), verified.
+    pub config: String,
+    /// Layers, bottom first.
+    pub layers: Vec<LayerInfo>,
+}
+
 /// Cache statistics.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatsInfo {
@@ -100,6 +115,9 @@ pub enum Response {
     Ok,
     /// Layers attached or listed (bottom first for an attach).
     Layers(Vec<LayerInfo>),
+    /// An attached image: its layers and its config (`Attach` with
+    /// `with_config`).
+    Image(AttachedImage),
     /// Statistics.
     Stats(StatsInfo),
     /// Chunks and bytes removed by gc, or checked and removed by verify.

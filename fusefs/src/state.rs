@@ -1,11 +1,12 @@
 //! The daemon's state and the operations of the control API: attach,
 //! detach, list, stats, gc, verify.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use fuser::Notifier;
+use futures_util::future::join_all;
 use lazy_cache::{CacheMetrics, ChunkCache, MetaStore};
 use lazy_convert::{
     ImageStore, fetch_lazy_manifest, fetch_prefetch_record, prefetch_tag, read_layer_meta,
@@ -17,7 +18,7 @@ use crate::attached::{AttachList, AttachRecord};
 use crate::inode::ROOT_INO;
 use crate::layer::AttachedLayer;
 use crate::prefetch::{PrefetchMode, prefetch_all, prefetch_record};
-use crate::protocol::{LayerInfo, StatsInfo};
+use crate::protocol::{AttachedImage, LayerInfo, StatsInfo};
 use crate::recorder::Recorder;
 use crate::source::RegistrySource;
 use crate::view::LayerTable;
@@ -48,17 +49,24 @@ pub struct DaemonState {
     pub recorder: Arc<Recorder>,
 }
 
+/// Image configs are small; a bigger one is refused, not buffered.
+const MAX_CONFIG_BYTES: u64 = 4 << 20;
+
 /// A control operation's failure, as told to the client.
 pub type OpResult<T> = Result<T, String>;
 
 impl DaemonState {
-    /// Attaches every layer of `image`; returns them bottom first.
+    /// Attaches every layer of `image`; returns them bottom first, with the
+    /// image config when `with_config` (empty otherwise). The metadata of
+    /// new layers and the config are fetched concurrently: on a WAN each
+    /// sequential request would add a round trip to every container start.
     pub async fn attach(
         &self,
         image: &str,
         pin: bool,
         prefetch: Option<PrefetchMode>,
-    ) -> OpResult<Vec<LayerInfo>> {
+        with_config: bool,
+    ) -> OpResult<AttachedImage> {
         let reference: Reference = image.parse().map_err(|e| format!("{e}"))?;
         let store = ImageStore::Registry {
             client: self.client.clone(),
@@ -67,22 +75,50 @@ impl DaemonState {
         let manifest = fetch_lazy_manifest(&store, image)
             .await
             .map_err(|e| format!("attaching {image}: {e}"))?;
+        let mut cached = HashMap::new();
+        let mut missing = Vec::new();
+        for desc in manifest.manifest.layers() {
+            let digest = desc.digest().to_string();
+            if self.table.by_digest(&digest).is_some() || cached.contains_key(&digest) {
+                continue;
+            }
+            match self.meta_store.get(&digest).map_err(|e| e.to_string())? {
+                Some((meta, _, _)) => {
+                    cached.insert(digest, meta);
+                }
+                None => missing.push(desc),
+            }
+        }
+        let config_desc = manifest.manifest.config();
+        let config = async {
+            if !with_config {
+                return Ok(Vec::new());
+            }
+            store
+                .fetch_blob(config_desc.digest().as_ref(), MAX_CONFIG_BYTES)
+                .await
+                .map_err(|e| format!("attaching {image}: image config: {e}"))
+        };
+        let metas = join_all(missing.iter().map(|desc| async {
+            let (meta, tail) = read_layer_meta(&store, desc, image)
+                .await
+                .map_err(|e| format!("attaching {image}: {e}"))?;
+            self.meta_store
+                .put(desc.digest().as_ref(), desc.size(), &tail)
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>((desc.digest().to_string(), meta))
+        }));
+        let (config, metas) = tokio::join!(config, metas);
+        let config = String::from_utf8(config?)
+            .map_err(|_| format!("attaching {image}: the image config is not UTF-8"))?;
+        for fetched in metas {
+            let (digest, meta) = fetched?;
+            cached.insert(digest, meta);
+        }
         let mut infos = Vec::new();
         for desc in manifest.manifest.layers() {
             let digest = desc.digest().to_string();
-            if self.table.by_digest(&digest).is_none() {
-                let meta = match self.meta_store.get(&digest).map_err(|e| e.to_string())? {
-                    Some((meta, _, _)) => meta,
-                    None => {
-                        let (meta, tail) = read_layer_meta(&store, desc, image)
-                            .await
-                            .map_err(|e| format!("attaching {image}: {e}"))?;
-                        self.meta_store
-                            .put(&digest, desc.size(), &tail)
-                            .map_err(|e| e.to_string())?;
-                        meta
-                    }
-                };
+            if let Some(meta) = cached.remove(&digest) {
                 let slot = self.attached.lock().expect("attach list lock").next_slot();
                 let record = AttachRecord {
                     digest: digest.clone(),
@@ -127,7 +163,11 @@ impl DaemonState {
                 }
             });
         }
-        Ok(infos)
+        Ok(AttachedImage {
+            manifest_digest: manifest.digest.clone(),
+            config,
+            layers: infos,
+        })
     }
 
     /// Re-attaches the persisted layers from cached metadata (at start).

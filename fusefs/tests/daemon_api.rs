@@ -90,6 +90,7 @@ fn privileged_malformed_metadata_is_an_error_not_a_crash() {
             image: image.clone(),
             pin: false,
             prefetch: None,
+            with_config: false,
         });
         let err = result
             .expect_err("attaching a malformed layer fails")

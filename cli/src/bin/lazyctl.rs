@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use lazy_cli::{convert, daemon_cmds, init_logging, inspect, record, unpack};
+use lazy_cli::{container_cmds, convert, daemon_cmds, init_logging, inspect, record, unpack};
 
 /// Manage lazyfs lazy images.
 ///
@@ -32,6 +32,8 @@ enum Command {
     Ls(daemon_cmds::LsArgs),
     Cache(daemon_cmds::CacheArgs),
     Record(record::RecordArgs),
+    Ps(container_cmds::PsArgs),
+    Rm(container_cmds::RmArgs),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +53,8 @@ fn main() -> ExitCode {
             Command::Ls(args) => daemon_cmds::ls(args),
             Command::Cache(args) => daemon_cmds::cache(args),
             Command::Record(args) => record::run(args).await,
+            Command::Ps(args) => container_cmds::ps(&args),
+            Command::Rm(args) => container_cmds::rm(&args),
         }
     });
     match result {

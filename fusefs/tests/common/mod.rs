@@ -62,6 +62,7 @@ impl Lazyfsd {
             image: image.to_owned(),
             pin: false,
             prefetch: Some(prefetch),
+            with_config: false,
         };
         match self.client().call(&request) {
             Ok(Response::Layers(layers)) => layers,
