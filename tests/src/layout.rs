@@ -81,6 +81,23 @@ pub fn write_oci_image(
     layers: &[Vec<u8>],
     compression: TestCompression,
 ) -> Result<String> {
+    let config = json!({
+        "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+        "Cmd": ["/bin/sh"],
+        "WorkingDir": "/",
+    });
+    write_oci_image_with_config(dir, tag, layers, compression, config)
+}
+
+/// [`write_oci_image`] with the image config's `config` object (Entrypoint,
+/// Cmd, Env, WorkingDir, User) given.
+pub fn write_oci_image_with_config(
+    dir: &Path,
+    tag: &str,
+    layers: &[Vec<u8>],
+    compression: TestCompression,
+    process_config: serde_json::Value,
+) -> Result<String> {
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
     let mut descriptors = Vec::new();
@@ -97,11 +114,7 @@ pub fn write_oci_image(
     let config = serde_json::to_vec(&json!({
         "architecture": "amd64",
         "os": "linux",
-        "config": {
-            "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
-            "Cmd": ["/bin/sh"],
-            "WorkingDir": "/",
-        },
+        "config": process_config,
         "rootfs": { "type": "layers", "diff_ids": diff_ids },
         "history": layers.iter().map(|_| json!({"created_by": "lazy-testkit"})).collect::<Vec<_>>(),
     }))?;

@@ -75,6 +75,7 @@ fn run(args: &RunArgs) -> anyhow::Result<i32> {
         },
     )?;
 
+    let failures_before = verification_failures(&daemon);
     let store = ContainerStore::new(&config.run.containers_dir);
     let mut record = store.create(args.name.as_deref(), &image, &proc.args)?;
     let dir = store.dir_of(&record.id);
@@ -101,6 +102,17 @@ fn run(args: &RunArgs) -> anyhow::Result<i32> {
             resources: resources.clone(),
         })
     });
+    // Readers in the container get EIO for corrupt chunks; say why here.
+    let failures_after = verification_failures(&daemon);
+    if let (Some(before), Some(after)) = (failures_before, failures_after)
+        && after > before
+    {
+        eprintln!(
+            "lazyrun: {} chunk(s) failed verification while the container ran: the image \
+             in the registry is damaged (the lazyfsd log names files and chunks)",
+            after - before
+        );
+    }
     record.exit_code = Some(match &result {
         Ok(code) => *code,
         Err(e) => e
@@ -157,6 +169,14 @@ fn run_in_overlay(
     };
     drop(overlay);
     Ok(status.docker_exit_code())
+}
+
+/// The daemon's verification failure counter (host-wide), if it answers.
+fn verification_failures(daemon: &lazy_fusefs::client::ControlClient) -> Option<u64> {
+    match daemon.call(&Request::Stats) {
+        Ok(Response::Stats(stats)) => Some(stats.verification_failures),
+        _ => None,
+    }
 }
 
 /// Without `-i`, the container reads an empty stdin, as with docker.
