@@ -1,7 +1,7 @@
 //! `lazyctl attach | detach | ls | cache …`: requests to lazyfsd.
 
 use clap::{Args, Subcommand};
-use lazy_fusefs::protocol::{LayerInfo, PrefetchMode, Request, Response};
+use lazy_fusefs::protocol::{LayerInfo, PrefetchMode, PullPolicy, Request, Response};
 
 use crate::daemon_args::DaemonArgs;
 use crate::progress::short;
@@ -83,6 +83,7 @@ pub fn attach(args: AttachArgs) -> anyhow::Result<()> {
         pin: args.pin,
         prefetch: args.prefetch,
         with_config: false,
+        pull: PullPolicy::Always,
     };
     let response = args.daemon.client()?.call(&request)?;
     let Response::Layers(layers) = response else {

@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use lazy_convert::{ImageStore, fetch_lazy_manifest, prefetch_tag, push_prefetch_record};
 use lazy_fusefs::overlay::OverlayMount;
-use lazy_fusefs::protocol::{PrefetchMode, Request, Response};
+use lazy_fusefs::protocol::{PrefetchMode, PullPolicy, Request, Response};
 use lazy_oci::Reference;
 
 use crate::daemon_args::DaemonArgs;
@@ -48,6 +48,7 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<()> {
         pin: false,
         prefetch: Some(PrefetchMode::None),
         with_config: false,
+        pull: PullPolicy::Always,
     };
     let Response::Layers(layers) = daemon.call(&attach)? else {
         bail!("unexpected answer to attach")

@@ -61,15 +61,14 @@ async fn dispatch(state: &DaemonState, request: Request) -> Response {
             pin,
             prefetch,
             with_config,
-        } => {
-            state
-                .attach(&image, pin, prefetch, with_config)
-                .await
-                .map(|attached| match with_config {
-                    true => Response::Image(attached),
-                    false => Response::Layers(attached.layers),
-                })
-        }
+            pull,
+        } => state
+            .attach(&image, pin, prefetch, pull)
+            .await
+            .map(|attached| match with_config {
+                true => Response::Image(attached),
+                false => Response::Layers(attached.layers),
+            }),
         Request::RecordStart { image } => state.record_start(&image).await.map(|()| Response::Ok),
         Request::RecordStop => state
             .recorder

@@ -13,6 +13,7 @@ use crate::attached::AttachList;
 use crate::client::ControlClient;
 use crate::config::DaemonConfig;
 use crate::fuse::LazyFuse;
+use crate::images::LocalImages;
 use crate::passthrough::BackingTable;
 use crate::recorder::Recorder;
 use crate::state::DaemonState;
@@ -64,6 +65,8 @@ pub fn run(config: &DaemonConfig, ready: impl FnOnce()) -> anyhow::Result<()> {
         attached_gauge,
         prefetch_default: config.prefetch,
         recorder: Arc::new(Recorder::default()),
+        images: LocalImages::open(&config.cache_dir)
+            .with_context(|| format!("opening {}", config.cache_dir.display()))?,
     });
     state.restore();
 

@@ -14,6 +14,7 @@ pub mod control;
 pub mod daemon;
 pub mod error;
 pub mod fuse;
+pub mod images;
 pub mod inode;
 pub mod layer;
 pub mod metrics_http;

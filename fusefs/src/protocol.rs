@@ -26,6 +26,9 @@ pub enum Request {
         /// alongside the layer metadata: what a runtime needs, in one call.
         #[serde(default)]
         with_config: bool,
+        /// Whether to ask the registry when the image was attached before.
+        #[serde(default)]
+        pull: PullPolicy,
     },
     /// Record which chunks of an attached image's layers are read, in order.
     RecordStart {
@@ -67,6 +70,19 @@ pub struct LayerInfo {
     pub file_bytes: u64,
     /// Whether its chunks are pinned.
     pub pinned: bool,
+}
+
+/// When attach asks the registry, as `docker run --pull`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PullPolicy {
+    /// Always resolve the reference in the registry (what `lazyctl attach` does).
+    #[default]
+    Always,
+    /// Use the image as attached before, if it was; else the registry.
+    Missing,
+    /// Only an image attached before; never the registry.
+    Never,
 }
 
 /// An attached image as a runtime needs it.

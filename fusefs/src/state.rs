@@ -15,10 +15,11 @@ use lazy_format::{ChunkDigest, LayerMeta};
 use lazy_oci::{Reference, RegistryClient};
 
 use crate::attached::{AttachList, AttachRecord};
+use crate::images::{ImageRecord, LocalImages};
 use crate::inode::ROOT_INO;
 use crate::layer::AttachedLayer;
 use crate::prefetch::{PrefetchMode, prefetch_all, prefetch_record};
-use crate::protocol::{AttachedImage, LayerInfo, StatsInfo};
+use crate::protocol::{AttachedImage, LayerInfo, PullPolicy, StatsInfo};
 use crate::recorder::Recorder;
 use crate::source::RegistrySource;
 use crate::view::LayerTable;
@@ -47,6 +48,8 @@ pub struct DaemonState {
     pub prefetch_default: PrefetchMode,
     /// Prefetch recordings.
     pub recorder: Arc<Recorder>,
+    /// Images attached before, for attaches without the registry.
+    pub images: LocalImages,
 }
 
 /// Image configs are small; a bigger one is refused, not buffered.
@@ -57,7 +60,8 @@ pub type OpResult<T> = Result<T, String>;
 
 impl DaemonState {
     /// Attaches every layer of `image`; returns them bottom first, with the
-    /// image config when `with_config` (empty otherwise). The metadata of
+    /// image config. With `pull` other than always, an image attached
+    /// before is used as it was, without the registry. The metadata of
     /// new layers and the config are fetched concurrently: on a WAN each
     /// sequential request would add a round trip to every container start.
     pub async fn attach(
@@ -65,8 +69,18 @@ impl DaemonState {
         image: &str,
         pin: bool,
         prefetch: Option<PrefetchMode>,
-        with_config: bool,
+        pull: PullPolicy,
     ) -> OpResult<AttachedImage> {
+        if pull != PullPolicy::Always {
+            if let Some(local) = self.attach_local(image, pin)? {
+                return Ok(local);
+            }
+            if pull == PullPolicy::Never {
+                return Err(format!(
+                    "{image} was never attached on this host (pull policy: never)"
+                ));
+            }
+        }
         let reference: Reference = image.parse().map_err(|e| format!("{e}"))?;
         let store = ImageStore::Registry {
             client: self.client.clone(),
@@ -91,9 +105,6 @@ impl DaemonState {
         }
         let config_desc = manifest.manifest.config();
         let config = async {
-            if !with_config {
-                return Ok(Vec::new());
-            }
             store
                 .fetch_blob(config_desc.digest().as_ref(), MAX_CONFIG_BYTES)
                 .await
@@ -119,21 +130,18 @@ impl DaemonState {
         for desc in manifest.manifest.layers() {
             let digest = desc.digest().to_string();
             if let Some(meta) = cached.remove(&digest) {
-                let slot = self.attached.lock().expect("attach list lock").next_slot();
-                let record = AttachRecord {
-                    digest: digest.clone(),
-                    slot,
-                    image: image.to_owned(),
-                    repository: reference.to_string(),
-                    pinned: pin,
-                };
-                self.install(&record, meta);
-                let mut list = self.attached.lock().expect("attach list lock");
-                list.records.push(record);
-                list.save()
-                    .map_err(|e| format!("saving the attached-layer list: {e}"))?;
+                self.attach_layer(&digest, image, &reference.to_string(), pin, meta)?;
             }
             infos.push(self.info(&digest).ok_or("layer vanished while attaching")?);
+        }
+        let record = ImageRecord {
+            reference: image.to_owned(),
+            manifest_digest: manifest.digest.clone(),
+            config: config.clone(),
+            layers: infos.iter().map(|l| l.digest.clone()).collect(),
+        };
+        if let Err(e) = self.images.put(&record) {
+            tracing::warn!("remembering {image}: {e}");
         }
         let mode = prefetch.unwrap_or(self.prefetch_default);
         if mode != PrefetchMode::None {
@@ -168,6 +176,60 @@ impl DaemonState {
             config,
             layers: infos,
         })
+    }
+
+    /// Attaches an image as attached before, without the registry: its
+    /// remembered config and layers, from cached metadata. `None` when it
+    /// was not, or a layer's metadata is gone.
+    fn attach_local(&self, image: &str, pin: bool) -> OpResult<Option<AttachedImage>> {
+        let Some(record) = self.images.get(image) else {
+            return Ok(None);
+        };
+        let repository = match image.parse::<Reference>() {
+            Ok(r) => r.to_string(),
+            Err(_) => return Ok(None),
+        };
+        let mut infos = Vec::new();
+        for digest in &record.layers {
+            if self.table.by_digest(digest).is_none() {
+                let Some((meta, _, _)) = self.meta_store.get(digest).map_err(|e| e.to_string())?
+                else {
+                    return Ok(None);
+                };
+                self.attach_layer(digest, image, &repository, pin, meta)?;
+            }
+            infos.push(self.info(digest).ok_or("layer vanished while attaching")?);
+        }
+        tracing::debug!(%image, "attached as before, without the registry");
+        Ok(Some(AttachedImage {
+            manifest_digest: record.manifest_digest,
+            config: record.config,
+            layers: infos,
+        }))
+    }
+
+    /// Installs one layer and persists it in the attached-layer list.
+    fn attach_layer(
+        &self,
+        digest: &str,
+        image: &str,
+        repository: &str,
+        pin: bool,
+        meta: LayerMeta,
+    ) -> OpResult<()> {
+        let slot = self.attached.lock().expect("attach list lock").next_slot();
+        let record = AttachRecord {
+            digest: digest.to_owned(),
+            slot,
+            image: image.to_owned(),
+            repository: repository.to_owned(),
+            pinned: pin,
+        };
+        self.install(&record, meta);
+        let mut list = self.attached.lock().expect("attach list lock");
+        list.records.push(record);
+        list.save()
+            .map_err(|e| format!("saving the attached-layer list: {e}"))
     }
 
     /// Re-attaches the persisted layers from cached metadata (at start).
@@ -240,6 +302,7 @@ impl DaemonState {
             }
         }
         list.records.retain(|r| !doomed.contains(r));
+        self.images.remove(target);
         list.save()
             .map_err(|e| format!("saving the attached-layer list: {e}"))?;
         self.attached_gauge.set(self.table.all().len() as i64);

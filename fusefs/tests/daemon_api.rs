@@ -6,7 +6,7 @@ mod common;
 use std::io::{Read, Write};
 
 use common::{Lazyfsd, convert_into_registry};
-use lazy_fusefs::protocol::Request;
+use lazy_fusefs::protocol::{PullPolicy, Request};
 use lazy_testkit::images::write_sample_image;
 use lazy_testkit::layout::{TestCompression, digest_of};
 use lazy_testkit::registry::TestRegistry;
@@ -91,6 +91,7 @@ fn privileged_malformed_metadata_is_an_error_not_a_crash() {
             pin: false,
             prefetch: None,
             with_config: false,
+            pull: PullPolicy::Always,
         });
         let err = result
             .expect_err("attaching a malformed layer fails")

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
 use lazy_fusefs::config::DEFAULT_CONFIG;
-use lazy_fusefs::protocol::PrefetchMode;
+use lazy_fusefs::protocol::{PrefetchMode, PullPolicy};
 
 /// Run a command in a new container from a lazy image, without pulling it.
 ///
@@ -77,7 +77,7 @@ pub struct RunArgs {
     pub net: Network,
 
     /// Container hostname (default: the first 12 characters of its id).
-    #[arg(long, short = 'h', value_name = "NAME")]
+    #[arg(long, value_name = "NAME")]
     pub hostname: Option<String>,
 
     /// Memory limit, e.g. 512M or 2G.
@@ -102,6 +102,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "MODE", value_parser = crate::daemon_cmds::parse_prefetch)]
     pub prefetch: Option<PrefetchMode>,
 
+    /// When to ask the registry for the image: missing (only when it was
+    /// never attached on this host), always, or never.
+    #[arg(long, value_name = "WHEN", default_value = "missing", value_parser = parse_pull)]
+    pub pull: PullPolicy,
+
     /// Configuration file (shared with lazyfsd).
     #[arg(long, value_name = "FILE", default_value = DEFAULT_CONFIG)]
     pub config: PathBuf,
@@ -114,7 +119,19 @@ pub struct RunArgs {
     pub image: String,
 
     /// Command and arguments (default: the image's).
+    #[arg(allow_hyphen_values = true)]
     pub command: Vec<String>,
+}
+
+fn parse_pull(text: &str) -> Result<PullPolicy, String> {
+    match text {
+        "missing" => Ok(PullPolicy::Missing),
+        "always" => Ok(PullPolicy::Always),
+        "never" => Ok(PullPolicy::Never),
+        _ => Err(format!(
+            "unknown pull policy {text:?}: use missing, always or never"
+        )),
+    }
 }
 
 /// `--net`.
@@ -135,4 +152,14 @@ pub enum RuntimeKind {
     Runc,
     /// crun, from PATH.
     Crun,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn options_are_consistent() {
+        super::RunArgs::command().debug_assert();
+    }
 }

@@ -56,6 +56,7 @@ fn run(args: &RunArgs) -> anyhow::Result<i32> {
         pin: false,
         prefetch: args.prefetch,
         with_config: true,
+        pull: args.pull,
     };
     let attached: AttachedImage = match daemon.call(&attach)? {
         Response::Image(image) => image,

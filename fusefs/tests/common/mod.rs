@@ -10,7 +10,7 @@ use std::time::Duration;
 use lazy_convert::{ConvertOptions, ImageStore, NoProgress, convert_image};
 use lazy_fusefs::client::ControlClient;
 use lazy_fusefs::overlay::OverlayMount;
-use lazy_fusefs::protocol::{LayerInfo, PrefetchMode, Request, Response, StatsInfo};
+use lazy_fusefs::protocol::{LayerInfo, PrefetchMode, PullPolicy, Request, Response, StatsInfo};
 use lazy_oci::{ClientOptions, ImageLocation, RegistryClient};
 use lazy_testkit::daemon::{DaemonFiles, DaemonProcess};
 use lazy_testkit::images::write_sample_image;
@@ -63,6 +63,7 @@ impl Lazyfsd {
             pin: false,
             prefetch: Some(prefetch),
             with_config: false,
+            pull: PullPolicy::Always,
         };
         match self.client().call(&request) {
             Ok(Response::Layers(layers)) => layers,
