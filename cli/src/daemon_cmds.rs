@@ -1,7 +1,9 @@
 //! `lazyctl attach | detach | ls | cache …`: requests to lazyfsd.
 
 use clap::{Args, Subcommand};
-use lazy_fusefs::protocol::{LayerInfo, PrefetchMode, PullPolicy, Request, Response};
+use lazy_fusefs::protocol::{
+    LayerInfo, PrefetchMode, PullPolicy, RegistryCredentials, Request, Response,
+};
 
 use crate::daemon_args::DaemonArgs;
 use crate::progress::short;
@@ -19,6 +21,11 @@ pub struct AttachArgs {
     /// all (then the whole image, low priority). Default: lazyfsd's setting.
     #[arg(long, value_name = "MODE", value_parser = parse_prefetch)]
     pub prefetch: Option<PrefetchMode>,
+    /// Log in to the registry as this user (instead of lazyfsd's docker
+    /// config); the password is read from stdin. Kept in lazyfsd's memory
+    /// for the layers' fetches, never written anywhere.
+    #[arg(long, value_name = "USER")]
+    pub username: Option<String>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -76,6 +83,17 @@ enum CacheCommand {
     Verify,
 }
 
+/// The password on stdin (one line, as `docker login --password-stdin`).
+fn password_from_stdin() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    let password = line.trim_end_matches(['\n', '\r']);
+    if password.is_empty() {
+        anyhow::bail!("--username needs the password on stdin");
+    }
+    Ok(password.to_owned())
+}
+
 /// `lazyctl attach`.
 pub fn attach(args: AttachArgs) -> anyhow::Result<()> {
     let request = Request::Attach {
@@ -84,6 +102,13 @@ pub fn attach(args: AttachArgs) -> anyhow::Result<()> {
         prefetch: args.prefetch,
         with_config: false,
         pull: PullPolicy::Always,
+        credentials: match &args.username {
+            Some(user) => Some(RegistryCredentials {
+                username: user.clone(),
+                password: password_from_stdin()?,
+            }),
+            None => None,
+        },
     };
     let response = args.daemon.client()?.call(&request)?;
     let Response::Layers(layers) = response else {

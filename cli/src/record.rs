@@ -49,6 +49,7 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<()> {
         prefetch: Some(PrefetchMode::None),
         with_config: false,
         pull: PullPolicy::Always,
+        credentials: None,
     };
     let Response::Layers(layers) = daemon.call(&attach)? else {
         bail!("unexpected answer to attach")

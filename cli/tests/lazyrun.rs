@@ -467,6 +467,7 @@ fn privileged_corrupt_chunk_mid_run_is_eio_and_reported() {
             prefetch: None,
             with_config: false,
             pull: PullPolicy::Always,
+            credentials: None,
         },
     ) {
         Ok(Response::Layers(l)) => l,

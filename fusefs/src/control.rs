@@ -62,8 +62,9 @@ async fn dispatch(state: &DaemonState, request: Request) -> Response {
             prefetch,
             with_config,
             pull,
+            credentials,
         } => state
-            .attach(&image, pin, prefetch, pull)
+            .attach(&image, pin, prefetch, pull, credentials.as_ref())
             .await
             .map(|attached| match with_config {
                 true => Response::Image(attached),

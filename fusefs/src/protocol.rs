@@ -29,6 +29,10 @@ pub enum Request {
         /// Whether to ask the registry when the image was attached before.
         #[serde(default)]
         pull: PullPolicy,
+        /// Log in with these instead of the daemon's docker config; kept in
+        /// memory for the layers' chunk fetches, never logged or stored.
+        #[serde(default)]
+        credentials: Option<RegistryCredentials>,
     },
     /// Record which chunks of an attached image's layers are read, in order.
     RecordStart {
@@ -70,6 +74,25 @@ pub struct LayerInfo {
     pub file_bytes: u64,
     /// Whether its chunks are pinned.
     pub pinned: bool,
+}
+
+/// A registry login. `Debug` never shows the password.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryCredentials {
+    /// User name.
+    pub username: String,
+    /// Password or token.
+    pub password: String,
+}
+
+impl std::fmt::Debug for RegistryCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryCredentials")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
 }
 
 /// When attach asks the registry, as `docker run --pull`.

@@ -19,7 +19,7 @@ use crate::images::{ImageRecord, LocalImages};
 use crate::inode::ROOT_INO;
 use crate::layer::AttachedLayer;
 use crate::prefetch::{PrefetchMode, prefetch_all, prefetch_record};
-use crate::protocol::{AttachedImage, LayerInfo, PullPolicy, StatsInfo};
+use crate::protocol::{AttachedImage, LayerInfo, PullPolicy, RegistryCredentials, StatsInfo};
 use crate::recorder::Recorder;
 use crate::source::RegistrySource;
 use crate::view::LayerTable;
@@ -70,6 +70,7 @@ impl DaemonState {
         pin: bool,
         prefetch: Option<PrefetchMode>,
         pull: PullPolicy,
+        credentials: Option<&RegistryCredentials>,
     ) -> OpResult<AttachedImage> {
         if pull != PullPolicy::Always {
             if let Some(local) = self.attach_local(image, pin)? {
@@ -82,8 +83,14 @@ impl DaemonState {
             }
         }
         let reference: Reference = image.parse().map_err(|e| format!("{e}"))?;
+        let client = match credentials {
+            Some(c) => self
+                .client
+                .with_credentials(&reference.registry, &c.username, &c.password),
+            None => self.client.clone(),
+        };
         let store = ImageStore::Registry {
-            client: self.client.clone(),
+            client: client.clone(),
             reference: reference.clone(),
         };
         let manifest = fetch_lazy_manifest(&store, image)
@@ -130,7 +137,7 @@ impl DaemonState {
         for desc in manifest.manifest.layers() {
             let digest = desc.digest().to_string();
             if let Some(meta) = cached.remove(&digest) {
-                self.attach_layer(&digest, image, &reference.to_string(), pin, meta)?;
+                self.attach_layer(&digest, image, &reference.to_string(), pin, meta, &client)?;
             }
             infos.push(self.info(&digest).ok_or("layer vanished while attaching")?);
         }
@@ -196,7 +203,7 @@ impl DaemonState {
                 else {
                     return Ok(None);
                 };
-                self.attach_layer(digest, image, &repository, pin, meta)?;
+                self.attach_layer(digest, image, &repository, pin, meta, &self.client)?;
             }
             infos.push(self.info(digest).ok_or("layer vanished while attaching")?);
         }
@@ -216,6 +223,7 @@ impl DaemonState {
         repository: &str,
         pin: bool,
         meta: LayerMeta,
+        client: &RegistryClient,
     ) -> OpResult<()> {
         let slot = self.attached.lock().expect("attach list lock").next_slot();
         let record = AttachRecord {
@@ -225,7 +233,7 @@ impl DaemonState {
             repository: repository.to_owned(),
             pinned: pin,
         };
-        self.install(&record, meta);
+        self.install(&record, meta, client);
         let mut list = self.attached.lock().expect("attach list lock");
         list.records.push(record);
         list.save()
@@ -244,7 +252,7 @@ impl DaemonState {
         for record in records {
             match self.meta_store.get(&record.digest) {
                 Ok(Some((meta, _, _))) => {
-                    self.install(&record, meta);
+                    self.install(&record, meta, &self.client);
                     kept.push(record);
                 }
                 other => tracing::warn!(
@@ -260,10 +268,10 @@ impl DaemonState {
         }
     }
 
-    fn install(&self, record: &AttachRecord, meta: LayerMeta) {
+    fn install(&self, record: &AttachRecord, meta: LayerMeta, client: &RegistryClient) {
         let reference: Reference = record.repository.parse().expect("stored references parse");
         let source = Arc::new(RegistrySource::new(
-            self.client.clone(),
+            client.clone(),
             reference,
             record.digest.clone(),
         ));

@@ -5,8 +5,9 @@ mod common;
 
 use std::io::{Read, Write};
 
-use common::{Lazyfsd, convert_into_registry};
-use lazy_fusefs::protocol::{PullPolicy, Request};
+use common::{Lazyfsd, convert_into_registry, convert_with};
+use lazy_fusefs::protocol::{PullPolicy, RegistryCredentials, Request, Response};
+use lazy_oci::ClientOptions;
 use lazy_testkit::images::write_sample_image;
 use lazy_testkit::layout::{TestCompression, digest_of};
 use lazy_testkit::registry::TestRegistry;
@@ -92,6 +93,7 @@ fn privileged_malformed_metadata_is_an_error_not_a_crash() {
             prefetch: None,
             with_config: false,
             pull: PullPolicy::Always,
+            credentials: None,
         });
         let err = result
             .expect_err("attaching a malformed layer fails")
@@ -148,4 +150,62 @@ fn push_fake_lazy_image(
             .unwrap();
     });
     reference.to_string()
+}
+
+#[test]
+fn privileged_attach_with_request_credentials() {
+    require_privileges!();
+    let work = tempfile::tempdir().unwrap();
+    let registry = TestRegistry::start_with_htpasswd("alice", "s3cret-pw").unwrap();
+    let host = registry.host();
+    // The converter logs in through a docker config of its own.
+    let docker_config = work.path().join("docker.json");
+    let auths = serde_json::json!({"auths": {host.clone(): {"username": "alice", "password": "s3cret-pw"}}});
+    std::fs::write(&docker_config, auths.to_string()).unwrap();
+    let src = work.path().join("src");
+    write_sample_image(&src, "v1", TestCompression::Gzip).unwrap();
+    let image = format!("{host}/private:lazy");
+    let options = ClientOptions {
+        insecure_hosts: vec![host.clone()],
+        docker_config: Some(docker_config),
+        ..Default::default()
+    };
+    convert_with(&src, "v1", &image, options, 64 * 1024);
+
+    let daemon = Lazyfsd::start(&work.path().join("d"), &host, "");
+    let attach = |credentials: Option<RegistryCredentials>| {
+        daemon.client().call(&Request::Attach {
+            image: image.clone(),
+            pin: false,
+            prefetch: None,
+            with_config: false,
+            pull: PullPolicy::Always,
+            credentials,
+        })
+    };
+    let err = attach(None).expect_err("lazyfsd's own config has no login for it");
+    assert!(err.to_string().contains("private"), "{err}");
+    let wrong = RegistryCredentials {
+        username: "alice".into(),
+        password: "wrong".into(),
+    };
+    assert!(attach(Some(wrong)).is_err());
+    let right = RegistryCredentials {
+        username: "alice".into(),
+        password: "s3cret-pw".into(),
+    };
+    let Ok(Response::Layers(layers)) = attach(Some(right)) else {
+        panic!("attach with the right login")
+    };
+    // Chunk fetches later use the same login.
+    let motd = std::path::Path::new(&layers[0].path).join("etc/motd");
+    assert_eq!(
+        std::fs::read(motd).unwrap(),
+        b"welcome to the lazy test image\n"
+    );
+    assert!(daemon.stats().fetched_chunks > 0);
+    assert!(
+        !daemon.log().contains("s3cret-pw"),
+        "the password is never logged"
+    );
 }

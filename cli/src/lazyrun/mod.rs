@@ -57,6 +57,7 @@ fn run(args: &RunArgs) -> anyhow::Result<i32> {
         prefetch: args.prefetch,
         with_config: true,
         pull: args.pull,
+        credentials: None,
     };
     let attached: AttachedImage = match daemon.call(&attach)? {
         Response::Image(image) => image,

@@ -118,6 +118,14 @@ impl DockerConfig {
             .map(|(_, creds)| creds)
     }
 
+    /// This config with `credentials` for `registry` taking precedence.
+    pub(crate) fn with_credentials(&self, registry: &str, credentials: Credentials) -> Self {
+        let mut config = self.clone();
+        config.found = true;
+        config.auths.insert(0, (registry.to_owned(), credentials));
+        config
+    }
+
     /// Describes the credential situation for an error message.
     pub(crate) fn state(&self, registry: &str) -> CredentialState {
         match (&self.path, self.found) {

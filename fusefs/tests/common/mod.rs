@@ -64,6 +64,7 @@ impl Lazyfsd {
             prefetch: Some(prefetch),
             with_config: false,
             pull: PullPolicy::Always,
+            credentials: None,
         };
         match self.client().call(&request) {
             Ok(Response::Layers(layers)) => layers,
@@ -98,11 +99,16 @@ impl Overlay {
 
 /// Converts the OCI layout image `src:tag` into `dest` (a registry reference).
 pub fn convert_into_registry(src: &Path, tag: &str, dest: &str, host: &str, chunk_size: u32) {
-    let client = RegistryClient::new(ClientOptions {
+    let options = ClientOptions {
         insecure_hosts: vec![host.to_owned()],
         ..Default::default()
-    })
-    .unwrap();
+    };
+    convert_with(src, tag, dest, options, chunk_size);
+}
+
+/// [`convert_into_registry`] with a client built from `options`.
+pub fn convert_with(src: &Path, tag: &str, dest: &str, options: ClientOptions, chunk_size: u32) {
+    let client = RegistryClient::new(options).unwrap();
     let src_loc: ImageLocation = format!("oci:{}:{tag}", src.display()).parse().unwrap();
     let dst_loc: ImageLocation = dest.parse().unwrap();
     let opts = ConvertOptions {

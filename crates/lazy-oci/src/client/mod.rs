@@ -87,6 +87,24 @@ impl RegistryClient {
         })
     }
 
+    /// A client that logs in to `registry` with `username` and `password`
+    /// (over any docker config entry). It shares connections with this
+    /// one but not tokens, which belong to credentials.
+    pub fn with_credentials(&self, registry: &str, username: &str, password: &str) -> Self {
+        let credentials = crate::docker_config::Credentials {
+            username: username.to_owned(),
+            password: password.to_owned(),
+        };
+        Self {
+            inner: Arc::new(Inner {
+                http: self.inner.http.clone(),
+                opts: self.inner.opts.clone(),
+                config: self.inner.config.with_credentials(registry, credentials),
+                auth: Mutex::new(auth::AuthCache::default()),
+            }),
+        }
+    }
+
     /// The options the client was built with.
     pub fn options(&self) -> &ClientOptions {
         &self.inner.opts
