@@ -1,5 +1,6 @@
 //! `/etc/lazyfs/config.toml`: every setting of lazyfsd, each with a default.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -81,6 +82,9 @@ pub struct RegistryConfig {
     pub timeout_secs: u64,
     /// Retries of failed requests.
     pub retries: u32,
+    /// Pull-through mirrors by registry, tried in order before it:
+    /// `mirrors = { "docker.io" = ["mirror.local:5000"] }`.
+    pub mirrors: BTreeMap<String, Vec<String>>,
 }
 
 impl Default for DaemonConfig {
@@ -112,6 +116,7 @@ impl Default for RegistryConfig {
             docker_config: None,
             timeout_secs: 30,
             retries: 2,
+            mirrors: BTreeMap::new(),
         }
     }
 }
@@ -218,12 +223,14 @@ mod tests {
         let path = dir.path().join("c.toml");
         std::fs::write(
             &path,
-            "quota = \"2G\"\n[registry]\ninsecure = [\"localhost:5000\"]\n",
+            "quota = \"2G\"\n[registry]\ninsecure = [\"localhost:5000\"]\n\
+             mirrors = { \"docker.io\" = [\"m1:5000\", \"m2\"] }\n",
         )
         .unwrap();
         let c = DaemonConfig::load(&path, true).unwrap();
         assert_eq!(c.quota_bytes(), Ok(2 << 30));
         assert_eq!(c.registry.insecure, vec!["localhost:5000".to_owned()]);
+        assert_eq!(c.registry.mirrors["docker.io"], ["m1:5000", "m2"]);
         assert_eq!(c.fuse_threads, 4);
         std::fs::write(&path, "qouta = \"2G\"\n").unwrap();
         let err = DaemonConfig::load(&path, true).unwrap_err().to_string();

@@ -51,6 +51,7 @@ pub fn run(config: &DaemonConfig, ready: impl FnOnce()) -> anyhow::Result<()> {
         timeout: Duration::from_secs(config.registry.timeout_secs.max(1)),
         retries: config.registry.retries,
         docker_config: config.registry.docker_config.clone(),
+        mirrors: config.registry.mirrors.clone().into_iter().collect(),
         ..ClientOptions::default()
     })?;
     let state = Arc::new(DaemonState {

@@ -1,5 +1,6 @@
 //! Settings of a [`crate::RegistryClient`].
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -22,6 +23,9 @@ pub struct ClientOptions {
     pub docker_config: Option<PathBuf>,
     /// The `User-Agent` header.
     pub user_agent: String,
+    /// Pull-through mirrors by registry (`docker.io` → `["mirror:5000"]`):
+    /// reads try them in order before the registry itself. Pushes never do.
+    pub mirrors: HashMap<String, Vec<String>>,
 }
 
 impl Default for ClientOptions {
@@ -33,6 +37,7 @@ impl Default for ClientOptions {
             retries: 4,
             docker_config: None,
             user_agent: concat!("lazyfs/", env!("CARGO_PKG_VERSION")).to_owned(),
+            mirrors: HashMap::new(),
         }
     }
 }

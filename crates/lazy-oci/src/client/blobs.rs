@@ -125,7 +125,7 @@ impl RegistryClient {
         }
     }
 
-    /// `GET` a blob (optionally a range); maps 404 to [`OciError::BlobNotFound`].
+    /// `GET` a blob (optionally a range) from a mirror or the registry.
     async fn get_blob(
         &self,
         reference: &Reference,
@@ -134,6 +134,20 @@ impl RegistryClient {
         streaming: bool,
     ) -> Result<Response, OciError> {
         validate_digest(digest)?;
+        self.read_via_mirrors(reference, |source| async move {
+            self.get_blob_from(&source, digest, range, streaming).await
+        })
+        .await
+    }
+
+    /// `GET` a blob from one registry; maps 404 to [`OciError::BlobNotFound`].
+    async fn get_blob_from(
+        &self,
+        reference: &Reference,
+        digest: &str,
+        range: Option<&Range<u64>>,
+        streaming: bool,
+    ) -> Result<Response, OciError> {
         let url = self.repo_url(reference, "blobs", digest)?;
         let mut call = Call::new(Method::GET, url, Target::of(reference));
         if let Some(range) = range {

@@ -83,6 +83,13 @@ impl RegistryClient {
     }
 
     async fn get_manifest(&self, reference: &Reference) -> Result<RawManifest, OciError> {
+        self.read_via_mirrors(reference, |source| async move {
+            self.get_manifest_from(&source).await
+        })
+        .await
+    }
+
+    async fn get_manifest_from(&self, reference: &Reference) -> Result<RawManifest, OciError> {
         let url = self.repo_url(reference, "manifests", &reference.tag_or_digest())?;
         let call =
             Call::new(Method::GET, url, Target::of(reference)).header(ACCEPT, MANIFEST_ACCEPT);

@@ -8,6 +8,7 @@
 mod auth;
 mod blobs;
 mod manifests;
+mod mirrors;
 mod push;
 mod transport;
 
@@ -36,6 +37,7 @@ struct Inner {
     opts: ClientOptions,
     config: DockerConfig,
     auth: Mutex<auth::AuthCache>,
+    mirror_health: mirrors::MirrorHealth,
 }
 
 impl std::fmt::Debug for RegistryClient {
@@ -83,6 +85,7 @@ impl RegistryClient {
                 opts,
                 config,
                 auth: Mutex::new(auth::AuthCache::default()),
+                mirror_health: mirrors::MirrorHealth::default(),
             }),
         })
     }
@@ -101,6 +104,7 @@ impl RegistryClient {
                 opts: self.inner.opts.clone(),
                 config: self.inner.config.with_credentials(registry, credentials),
                 auth: Mutex::new(auth::AuthCache::default()),
+                mirror_health: mirrors::MirrorHealth::default(),
             }),
         }
     }
