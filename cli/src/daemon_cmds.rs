@@ -14,6 +14,9 @@ use crate::size::{human, parse_size};
 pub struct AttachArgs {
     /// Lazy image in a registry (REGISTRY/REPO[:TAG|@DIGEST]).
     pub image: String,
+    /// Attach only this layer blob (digest) of IMAGE's repository.
+    #[arg(long, value_name = "DIGEST", conflicts_with_all = ["pin", "prefetch"])]
+    pub layer: Option<String>,
     /// Keep its chunks in the cache while attached (never evicted).
     #[arg(long)]
     pub pin: bool,
@@ -96,18 +99,26 @@ fn password_from_stdin() -> anyhow::Result<String> {
 
 /// `lazyctl attach`.
 pub fn attach(args: AttachArgs) -> anyhow::Result<()> {
-    let request = Request::Attach {
-        image: args.image.clone(),
-        pin: args.pin,
-        prefetch: args.prefetch,
-        with_config: false,
-        pull: PullPolicy::Always,
-        credentials: match &args.username {
-            Some(user) => Some(RegistryCredentials {
-                username: user.clone(),
-                password: password_from_stdin()?,
-            }),
-            None => None,
+    let credentials = match &args.username {
+        Some(user) => Some(RegistryCredentials {
+            username: user.clone(),
+            password: password_from_stdin()?,
+        }),
+        None => None,
+    };
+    let request = match &args.layer {
+        Some(digest) => Request::AttachLayer {
+            image: args.image.clone(),
+            digest: digest.clone(),
+            credentials,
+        },
+        None => Request::Attach {
+            image: args.image.clone(),
+            pin: args.pin,
+            prefetch: args.prefetch,
+            with_config: false,
+            pull: PullPolicy::Always,
+            credentials,
         },
     };
     let response = args.daemon.client()?.call(&request)?;

@@ -70,6 +70,14 @@ async fn dispatch(state: &DaemonState, request: Request) -> Response {
                 true => Response::Image(attached),
                 false => Response::Layers(attached.layers),
             }),
+        Request::AttachLayer {
+            image,
+            digest,
+            credentials,
+        } => state
+            .attach_layer_blob(&image, &digest, credentials.as_ref())
+            .await
+            .map(|layer| Response::Layers(vec![layer])),
         Request::RecordStart { image } => state.record_start(&image).await.map(|()| Response::Ok),
         Request::RecordStop => state
             .recorder

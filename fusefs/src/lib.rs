@@ -7,6 +7,7 @@
 //! cache, which fetches through a [`source::RegistrySource`] per layer.
 //! Clients drive the daemon over a unix socket ([`protocol`], [`client`]).
 
+pub mod attach;
 pub mod attached;
 pub mod client;
 pub mod config;

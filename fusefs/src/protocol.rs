@@ -34,6 +34,17 @@ pub enum Request {
         #[serde(default)]
         credentials: Option<RegistryCredentials>,
     },
+    /// Attach one layer blob of a repository, without its image (what a
+    /// snapshotter asks for, layer by layer).
+    AttachLayer {
+        /// An image reference naming the repository, e.g. `localhost:5000/r-base:lazy`.
+        image: String,
+        /// The layer blob's digest.
+        digest: String,
+        /// Log in with these instead of the daemon's docker config.
+        #[serde(default)]
+        credentials: Option<RegistryCredentials>,
+    },
     /// Record which chunks of an attached image's layers are read, in order.
     RecordStart {
         /// The image (as attached).

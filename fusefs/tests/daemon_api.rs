@@ -209,3 +209,43 @@ fn privileged_attach_with_request_credentials() {
         "the password is never logged"
     );
 }
+
+#[test]
+fn privileged_attach_one_layer_by_digest() {
+    require_privileges!();
+    let work = tempfile::tempdir().unwrap();
+    let registry = TestRegistry::start().unwrap();
+    let host = registry.host();
+    let src = work.path().join("src");
+    write_sample_image(&src, "v1", TestCompression::Gzip).unwrap();
+    let image = format!("{host}/sample:lazy");
+    convert_into_registry(&src, "v1", &image, &host, 64 * 1024);
+    // The layer digests, from a full attach on another daemon.
+    let probe = Lazyfsd::start(&work.path().join("probe"), &host, "");
+    let layers = probe.attach(&image);
+    drop(probe);
+
+    let daemon = Lazyfsd::start(&work.path().join("d"), &host, "");
+    let attach_layer = |digest: &str| {
+        daemon.client().call(&Request::AttachLayer {
+            image: image.clone(),
+            digest: digest.to_owned(),
+            credentials: None,
+        })
+    };
+    let Ok(Response::Layers(one)) = attach_layer(&layers[0].digest) else {
+        panic!("attach the base layer alone")
+    };
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].digest, layers[0].digest);
+    let motd = std::path::Path::new(&one[0].path).join("etc/motd");
+    assert_eq!(
+        std::fs::read(motd).unwrap(),
+        b"welcome to the lazy test image\n"
+    );
+    assert_eq!(daemon.stats().attached_layers, 1, "only that layer");
+
+    let missing = format!("sha256:{}", "0".repeat(64));
+    let err = attach_layer(&missing).expect_err("no such blob");
+    assert!(err.to_string().contains(&missing), "{err}");
+}
