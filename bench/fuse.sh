@@ -40,25 +40,39 @@ fi
 "$BIN/lazyctl" convert "oci:$IMAGE_CACHE:latest" "$REGISTRY/r-base:lazy" --insecure "$REGISTRY" >/dev/null
 umoci raw unpack --image "$IMAGE_CACHE:latest" "$WORK/native" 2>/dev/null
 
-cat >"$WORK/config.toml" <<TOML
+# lazyfsd with a given passthrough setting and read-ahead; the cache dir is
+# kept across restarts, so after the first start the chunk cache is warm.
+start_daemon() {
+  cat >"$WORK/config.toml" <<TOML
 cache_dir = "$WORK/cache"
 mountpoint = "$WORK/mnt"
 socket = "$WORK/lazyfsd.sock"
 quota = "20G"
+prefetch = "none"
+passthrough = $1
+read_ahead = "$2"
 [registry]
 insecure = ["$REGISTRY"]
 TOML
-"$BIN/lazyfsd" --config "$WORK/config.toml" --notify-stdout >"$WORK/ready" 2>"$WORK/lazyfsd.log" &
-DAEMON_PID=$!
-for _ in $(seq 300); do grep -q READY "$WORK/ready" 2>/dev/null && break; sleep 0.1; done
-grep -q READY "$WORK/ready" || { echo "lazyfsd did not start"; cat "$WORK/lazyfsd.log"; exit 1; }
+  "$BIN/lazyfsd" --config "$WORK/config.toml" --notify-stdout >"$WORK/ready" 2>>"$WORK/lazyfsd.log" &
+  DAEMON_PID=$!
+  for _ in $(seq 300); do grep -q READY "$WORK/ready" 2>/dev/null && break; sleep 0.1; done
+  grep -q READY "$WORK/ready" || { echo "lazyfsd did not start"; cat "$WORK/lazyfsd.log"; exit 1; }
+  mapfile -t LAYERS < <("$BIN/lazyctl" attach --socket "$SOCK" --prefetch none "$REGISTRY/r-base:lazy")
+  [ ${#LAYERS[@]} -gt 0 ] || { echo "attach failed"; exit 1; }
+  LOWER=""
+  for ((i=${#LAYERS[@]}-1; i>=0; i--)); do LOWER+="${LAYERS[$i]//:/\\:}:"; done
+  rm -rf "$WORK/upper" "$WORK/work"
+  mkdir -p "$WORK/upper" "$WORK/work" "$WORK/merged"
+  mount -t overlay overlay -o "lowerdir=${LOWER%:},upperdir=$WORK/upper,workdir=$WORK/work" "$WORK/merged"
+}
+stop_daemon() {
+  umount "$WORK/merged"
+  kill "$DAEMON_PID"; wait "$DAEMON_PID" 2>/dev/null || true
+  DAEMON_PID=
+}
 SOCK=$WORK/lazyfsd.sock
-mapfile -t LAYERS < <("$BIN/lazyctl" attach --socket "$SOCK" --prefetch none "$REGISTRY/r-base:lazy")
-[ ${#LAYERS[@]} -gt 0 ] || { echo "attach failed"; exit 1; }
-LOWER=""
-for ((i=${#LAYERS[@]}-1; i>=0; i--)); do LOWER+="${LAYERS[$i]//:/\\:}:"; done
-mkdir -p "$WORK/upper" "$WORK/work" "$WORK/merged"
-mount -t overlay overlay -o "lowerdir=${LOWER%:},upperdir=$WORK/upper,workdir=$WORK/work" "$WORK/merged"
+start_daemon false 128K
 stat_json() { "$BIN/lazyctl" cache stats --json --socket "$SOCK"; }
 field() { python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
 now() { date +%s.%N; }
@@ -84,6 +98,12 @@ mapfile -t BIG < <(cd "$WORK/native" && find . -type f -size +1M | sort)
 BIG_BYTES=0
 for f in "${BIG[@]}"; do BIG_BYTES=$((BIG_BYTES + $(stat -c %s "$WORK/native/$f"))); cat "$WORK/merged/$f" >/dev/null; done
 
+# Small files (4 KiB – 256 KiB: one chunk each), read whole.
+mapfile -t SMALL < <(cd "$WORK/native" && find . -type f -size +4k -size -256k | sort | head -3000)
+SMALL_BYTES=0
+for f in "${SMALL[@]}"; do SMALL_BYTES=$((SMALL_BYTES + $(stat -c %s "$WORK/native/$f"))); cat "$WORK/merged/$f" >/dev/null; done
+small_read() { local root=$1; drop; local t0; t0=$(now); (cd "$root" && cat "${SMALL[@]}" >/dev/null); elapsed "$t0" "$(now)"; }
+
 seq_read() { local root=$1; drop; local t0; t0=$(now); for f in "${BIG[@]}"; do cat "$root/$f" >/dev/null; done; elapsed "$t0" "$(now)"; }
 rand_read() {
   drop
@@ -101,14 +121,29 @@ PY
 }
 stat_walk() { drop; local t0; t0=$(now); find "$1" -printf '' ; elapsed "$t0" "$(now)"; }
 
+# The lazy side in three setups: through lazyfsd (no passthrough), with
+# passthrough (single-chunk files read by the kernel from the cache), and
+# with a 1 MiB read-ahead on top.
+CONFIGS=("false 128K" "true 128K" "true 1M")
+NAMES=("lazyfs" "lazyfs+passthrough" "lazyfs+passthrough, read-ahead 1M")
 declare -A T
-for run in $(seq "$RUNS"); do
-  T[seq_native]+="$(seq_read "$WORK/native") "; T[seq_lazy]+="$(seq_read "$WORK/merged") "
-  T[rand_native]+="$(rand_read "$WORK/native") "; T[rand_lazy]+="$(rand_read "$WORK/merged") "
-  T[walk_native]+="$(stat_walk "$WORK/native") "; T[walk_lazy]+="$(stat_walk "$WORK/merged") "
+stop_daemon
+for c in "${!CONFIGS[@]}"; do
+  start_daemon ${CONFIGS[$c]}
+  for run in $(seq "$RUNS"); do
+    [ "$c" = 0 ] && T[seq_native]+="$(seq_read "$WORK/native") "
+    T[seq_$c]+="$(seq_read "$WORK/merged") "
+    [ "$c" = 0 ] && T[rand_native]+="$(rand_read "$WORK/native") "
+    T[rand_$c]+="$(rand_read "$WORK/merged") "
+    [ "$c" = 0 ] && T[small_native]+="$(small_read "$WORK/native") "
+    T[small_$c]+="$(small_read "$WORK/merged") "
+    [ "$c" = 0 ] && T[walk_native]+="$(stat_walk "$WORK/native") "
+    T[walk_$c]+="$(stat_walk "$WORK/merged") "
+  done
+  if [ "$c" = 0 ]; then RSS_KB=$(awk '/VmRSS/ {print $2}' "/proc/$DAEMON_PID/status"); fi
+  stop_daemon
 done
 m() { echo "${T[$1]}" | tr ' ' '\n' | grep . | median; }
-RSS_KB=$(awk '/VmRSS/ {print $2}' "/proc/$DAEMON_PID/status")
 ENTRIES=$(find "$WORK/native" | wc -l)
 MIB=$((BIG_BYTES / 1048576))
 
@@ -117,14 +152,24 @@ MIB=$((BIG_BYTES / 1048576))
   echo
   echo "Image: r-base-like (bench/convert.sh), $ENTRIES entries, 512K chunks, local docker-registry on 127.0.0.1 (no WAN emulation yet)."
   echo "lazyfs side: overlay of the lazy layers (lazyfsd FUSE lower dirs); native side: umoci-unpacked tree on the same disk."
-  echo "Page caches dropped before every timed step; chunk cache warm for the cached steps; $RUNS runs, median. FUSE passthrough: off (experimental option fails with EIO on this kernel)."
+  echo "Page caches dropped before every timed step; chunk cache warm for the cached steps; $RUNS runs, median. Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
+  echo "Passthrough serves single-chunk files (≤ 512 KiB here); the big files are multi-chunk and always go through lazyfsd."
   echo
-  echo "| what | native | lazyfs | lazyfs / native |"
-  echo "|---|---|---|---|"
-  printf "| sequential read, %d big files, %d MiB (MiB/s) | %.0f | %.0f | %.2f |\n" "${#BIG[@]}" "$MIB" \
-    "$(echo "$MIB / $(m seq_native)" | bc -l)" "$(echo "$MIB / $(m seq_lazy)" | bc -l)" "$(echo "$(m seq_native) / $(m seq_lazy)" | bc -l)"
-  printf "| 20000 random 4 KiB reads (s) | %.2f | %.2f | %.2f× time |\n" "$(m rand_native)" "$(m rand_lazy)" "$(echo "$(m rand_lazy) / $(m rand_native)" | bc -l)"
-  printf "| stat walk of %d entries (s) | %.2f | %.2f | %.2f× time |\n" "$ENTRIES" "$(m walk_native)" "$(m walk_lazy)" "$(echo "$(m walk_lazy) / $(m walk_native)" | bc -l)"
+  echo "| what | setup | native | lazyfs | lazyfs / native |"
+  echo "|---|---|---|---|---|"
+  for c in "${!CONFIGS[@]}"; do
+    printf "| sequential read, %d big files, %d MiB (MiB/s) | %s | %.0f | %.0f | %.2f |\n" "${#BIG[@]}" "$MIB" "${NAMES[$c]}" \
+      "$(echo "$MIB / $(m seq_native)" | bc -l)" "$(echo "$MIB / $(m seq_$c)" | bc -l)" "$(echo "$(m seq_native) / $(m seq_$c)" | bc -l)"
+  done
+  for c in "${!CONFIGS[@]}"; do
+    printf "| 20000 random 4 KiB reads (s) | %s | %.2f | %.2f | %.2f× time |\n" "${NAMES[$c]}" "$(m rand_native)" "$(m rand_$c)" "$(echo "$(m rand_$c) / $(m rand_native)" | bc -l)"
+  done
+  for c in "${!CONFIGS[@]}"; do
+    printf "| %d small files whole, %d MiB (s) | %s | %.2f | %.2f | %.2f× time |\n" "${#SMALL[@]}" "$((SMALL_BYTES / 1048576))" "${NAMES[$c]}" "$(m small_native)" "$(m small_$c)" "$(echo "$(m small_$c) / $(m small_native)" | bc -l)"
+  done
+  for c in "${!CONFIGS[@]}"; do
+    printf "| stat walk of %d entries (s) | %s | %.2f | %.2f | %.2f× time |\n" "$ENTRIES" "${NAMES[$c]}" "$(m walk_native)" "$(m walk_$c)" "$(echo "$(m walk_$c) / $(m walk_native)" | bc -l)"
+  done
   echo
   echo "Cold read of R's startup libraries (${STARTUP[*]}): $((STARTUP_BYTES / 1024)) KiB of files → $((COLD_BYTES / 1024)) KiB fetched in $COLD_REQS range requests."
   echo
