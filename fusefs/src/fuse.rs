@@ -338,6 +338,22 @@ impl Filesystem for LazyFuse {
         reply.ok();
     }
 
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: fuser::IoctlFlags,
+        _cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: fuser::ReplyIoctl,
+    ) {
+        // overlayfs asks lower files for their inode flags (FS_IOC_GETFLAGS)
+        // on copy-up; ENOTTY is "no such ioctl here", which it accepts.
+        reply.error(fuser::Errno::ENOTTY);
+    }
+
     fn access(
         &self,
         _req: &Request,

@@ -24,13 +24,23 @@ pub enum PrefetchMode {
     All,
 }
 
-/// Fetches the chunks of `record` for `layers` (manifest order); all
-/// layers at once, each coalesced by the cache. Returns chunks fetched or found.
+/// Stored bytes of one prefetch wave: a few round trips' worth of data on a
+/// slow link, so that the chunks read first arrive first.
+const WAVE_BYTES: u64 = 1 << 20;
+/// Waves in flight at once: enough to keep a long fat pipe busy.
+const WAVES_IN_FLIGHT: usize = 4;
+
+/// Fetches the chunks of `record` for `layers` (manifest order) in the
+/// order they were first read: cut into waves of about [`WAVE_BYTES`],
+/// [`WAVES_IN_FLIGHT`] at a time, each wave coalesced by the cache. Fetching
+/// everything at once would share the link evenly and make the first reads
+/// wait for the whole set. Returns chunks fetched or found.
 pub async fn prefetch_record(
     cache: &ChunkCache,
     layers: &[Arc<AttachedLayer>],
     record: &PrefetchRecord,
 ) -> usize {
+    use futures_util::stream::{self, StreamExt as _};
     let digests: Vec<&str> = layers.iter().map(|l| l.digest.as_str()).collect();
     if record
         .layers
@@ -41,25 +51,52 @@ pub async fn prefetch_record(
         tracing::warn!("prefetch record does not match the image's layers; ignored");
         return 0;
     }
-    let jobs = layers.iter().enumerate().map(|(position, layer)| {
-        let wanted: Vec<ChunkRecord> = record
-            .chunks
-            .iter()
-            .filter(|(l, _)| *l as usize == position)
-            .filter_map(|(_, c)| layer.meta.chunks.get(*c as usize).copied())
-            .collect();
-        async move {
-            let n = wanted.len();
-            match cache.ensure(&layer.source, &wanted).await {
-                Ok(_) => n,
-                Err(e) => {
-                    tracing::warn!(layer = %layer.digest, "prefetch failed: {e}");
-                    0
+    let fetched: Vec<usize> = stream::iter(waves(layers, record))
+        .map(|(layer, wanted)| {
+            let cache = cache.clone();
+            async move {
+                match cache.ensure(&layer.source, &wanted).await {
+                    Ok(_) => wanted.len(),
+                    Err(e) => {
+                        tracing::warn!(layer = %layer.digest, "prefetch failed: {e}");
+                        0
+                    }
                 }
             }
+        })
+        .buffered(WAVES_IN_FLIGHT)
+        .collect()
+        .await;
+    fetched.into_iter().sum()
+}
+
+/// The record's chunks in read order, cut into per-layer waves: a wave
+/// ends at [`WAVE_BYTES`] or where the next chunk is in another layer.
+fn waves(
+    layers: &[Arc<AttachedLayer>],
+    record: &PrefetchRecord,
+) -> Vec<(Arc<AttachedLayer>, Vec<ChunkRecord>)> {
+    let mut waves: Vec<(Arc<AttachedLayer>, Vec<ChunkRecord>)> = Vec::new();
+    let mut wave_bytes = 0;
+    for &(position, index) in &record.chunks {
+        let Some(layer) = layers.get(position as usize) else {
+            continue;
+        };
+        let Some(chunk) = layer.meta.chunks.get(index as usize).copied() else {
+            continue;
+        };
+        match waves.last_mut() {
+            Some((l, wave)) if Arc::ptr_eq(l, layer) && wave_bytes < WAVE_BYTES => {
+                wave.push(chunk);
+            }
+            _ => {
+                waves.push((Arc::clone(layer), vec![chunk]));
+                wave_bytes = 0;
+            }
         }
-    });
-    futures_util::future::join_all(jobs).await.into_iter().sum()
+        wave_bytes += u64::from(chunk.stored_len);
+    }
+    waves
 }
 
 /// Fetches every chunk of `layers`, in blob order, one batch at a time so
