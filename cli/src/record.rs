@@ -70,6 +70,13 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<()> {
         other => bail!("unexpected answer to record stop: {other:?}"),
     };
     let status = status?;
+    if record.chunks.is_empty() {
+        bail!(
+            "`{}` read no file content of the image; nothing stored (the image's \
+             existing prefetch record, if any, is kept)",
+            args.command.join(" ")
+        );
+    }
 
     let client = args.registry.client()?;
     let reference: Reference = args.image.parse()?;

@@ -182,7 +182,12 @@ impl Filesystem for LazyFuse {
                 let Some(table) = &self.passthrough else {
                     return reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE);
                 };
+                // A recording must see every read: no passthrough meanwhile.
+                let recording = self.recorder.is_recording();
                 let opened = table.open(ino.0, || {
+                    if recording {
+                        return None;
+                    }
                     let path = self.single_cached_chunk(ino.0)?;
                     Some(std::fs::File::open(path).and_then(|f| reply.open_backing(f)))
                 });

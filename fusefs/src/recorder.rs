@@ -51,6 +51,11 @@ impl Recorder {
         }
     }
 
+    /// Whether a recording runs.
+    pub fn is_recording(&self) -> bool {
+        self.recording.lock().expect("recorder lock").is_some()
+    }
+
     /// Ends the recording and returns it.
     pub fn stop(&self) -> Option<PrefetchRecord> {
         self.recording

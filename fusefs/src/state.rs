@@ -13,7 +13,7 @@ use lazy_oci::{Reference, RegistryClient};
 
 use crate::attached::{AttachList, AttachRecord};
 use crate::images::LocalImages;
-use crate::inode::ROOT_INO;
+use crate::inode::{ROOT_INO, ino_of};
 use crate::layer::AttachedLayer;
 use crate::prefetch::PrefetchMode;
 use crate::protocol::{LayerInfo, StatsInfo};
@@ -151,7 +151,30 @@ impl DaemonState {
                 "recording {image}: layer {missing} is not attached"
             ));
         }
+        self.drop_page_caches(&layers);
         self.recorder.start(layers)
+    }
+
+    /// Makes the kernel forget the cached pages of every file of `layers`,
+    /// so that a recording sees every read (pages from an earlier run would
+    /// be served without asking lazyfsd).
+    fn drop_page_caches(&self, layers: &[String]) {
+        let notifier = self.notifier.lock().expect("notifier lock");
+        let Some(notifier) = notifier.as_ref() else {
+            return;
+        };
+        for layer in layers.iter().filter_map(|d| self.table.by_digest(d)) {
+            for (index, entry) in layer.meta.entries.iter().enumerate() {
+                if !matches!(entry.kind, lazy_format::EntryKind::File { .. }) {
+                    continue;
+                }
+                let Ok(index) = u32::try_from(index) else {
+                    break;
+                };
+                // ENOENT: the kernel holds no inode for it, nothing to drop.
+                let _ = notifier.inval_inode(fuser::INodeNo(ino_of(layer.slot, index)), 0, 0);
+            }
+        }
     }
 
     /// Every attached layer.
