@@ -106,33 +106,25 @@ fn privileged_record_then_prefetch_the_startup_set() {
         let files = DaemonFiles::write(&work.path().join("rec"), &host, "");
         let socket = files.socket.to_str().unwrap().to_owned();
         let _daemon = DaemonProcess::start(&lazyfsd_binary(), files);
-        let out = lazyctl_ok(&[
-            "record",
-            "--socket",
-            &socket,
-            "--insecure",
-            &host,
-            &image,
-            "--",
-            "/bin/sh",
-            "-c",
-            "cat /etc/motd /data/big.bin >/dev/null",
-        ]);
+        let record = || {
+            lazyctl_ok(&[
+                "record",
+                "--socket",
+                &socket,
+                "--insecure",
+                &host,
+                &image,
+                "--",
+                "/bin/sh",
+                "-c",
+                "cat /etc/motd /data/big.bin >/dev/null",
+            ])
+        };
+        let out = record();
         assert!(out.contains("recorded"), "{out}");
         // Again, with every page and chunk cached (and single-chunk files
         // served by passthrough): the recording still sees every read.
-        let again = lazyctl_ok(&[
-            "record",
-            "--socket",
-            &socket,
-            "--insecure",
-            &host,
-            &image,
-            "--",
-            "/bin/sh",
-            "-c",
-            "cat /etc/motd /data/big.bin >/dev/null",
-        ]);
+        let again = record();
         let count = |text: &str| text.split_whitespace().nth(1).map(str::to_owned);
         assert_eq!(count(&again), count(&out), "{out}\n{again}");
         let stats: serde_json::Value = serde_json::from_str(&lazyctl_ok(&[
