@@ -117,7 +117,7 @@ impl DaemonState {
                 .filter_map(|d| self.table.by_digest(d.digest().as_ref()))
                 .collect();
             let record_store = ImageStore::Registry {
-                client: self.client.clone(),
+                client: client.clone(),
                 reference: reference.with_tag(&prefetch_tag(&manifest.digest)),
             };
             let (cache, image) = (self.cache.clone(), image.to_owned());
