@@ -61,7 +61,6 @@ fn run(args: &RunArgs) -> anyhow::Result<i32> {
     };
     let attached: AttachedImage = match daemon.call(&attach)? {
         Response::Image(image) => image,
-        Response::Error(e) => bail!("{e}"),
         other => bail!("unexpected answer from lazyfsd: {other:?}"),
     };
     let image_config: ImageConfiguration = serde_json::from_str(&attached.config)
