@@ -16,6 +16,7 @@ use lazy_cache::ChunkCache;
 use lazy_format::EntryKind;
 
 use crate::error::FsError;
+use crate::inode::ROOT_INO;
 use crate::passthrough::{BackingTable, Opened};
 use crate::recorder::Recorder;
 use crate::view::{DirItem, LayerTable};
@@ -158,6 +159,13 @@ impl Filesystem for LazyFuse {
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         match self.table.lookup(parent.0, name.as_bytes()) {
             Ok(attr) => reply.entry(&TTL, &attr, Generation(0)),
+            // Inside a layer nothing ever appears: the kernel may remember
+            // the miss (an entry with inode 0 is a negative dentry). Programs
+            // probe many absent paths, each once per lower layer through
+            // overlayfs. Not at the root, where layers come and go.
+            Err(FsError::NotFound) if parent.0 != ROOT_INO => {
+                reply.entry(&TTL, &negative_entry(), Generation(0));
+            }
             Err(e) => reply.error(e.errno()),
         }
     }
@@ -340,7 +348,9 @@ impl Filesystem for LazyFuse {
         _lock_owner: LockOwner,
         reply: fuser::ReplyEmpty,
     ) {
-        reply.ok();
+        // Read-only, nothing to flush: ENOSYS makes the kernel stop sending
+        // FLUSH on every close (a round trip per file a container opens).
+        reply.error(fuser::Errno::ENOSYS);
     }
 
     fn ioctl(
@@ -368,6 +378,27 @@ impl Filesystem for LazyFuse {
     ) {
         // Mounted with default_permissions: the kernel checks modes itself.
         reply.ok();
+    }
+}
+
+/// What the kernel takes for "no such name": inode 0.
+fn negative_entry() -> fuser::FileAttr {
+    fuser::FileAttr {
+        ino: INodeNo(0),
+        size: 0,
+        blocks: 0,
+        atime: std::time::UNIX_EPOCH,
+        mtime: std::time::UNIX_EPOCH,
+        ctime: std::time::UNIX_EPOCH,
+        crtime: std::time::UNIX_EPOCH,
+        kind: FileType::RegularFile,
+        perm: 0,
+        nlink: 0,
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        blksize: 4096,
+        flags: 0,
     }
 }
 

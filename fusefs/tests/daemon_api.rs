@@ -249,3 +249,37 @@ fn privileged_attach_one_layer_by_digest() {
     let err = attach_layer(&missing).expect_err("no such blob");
     assert!(err.to_string().contains(&missing), "{err}");
 }
+
+#[test]
+fn privileged_absent_names_stay_absent_and_reattached_layers_appear_at_once() {
+    require_privileges!();
+    let work = tempfile::tempdir().unwrap();
+    let registry = TestRegistry::start().unwrap();
+    let host = registry.host();
+    let src = work.path().join("src");
+    write_sample_image(&src, "v1", TestCompression::Gzip).unwrap();
+    let image = format!("{host}/sample:lazy");
+    convert_into_registry(&src, "v1", &image, &host, 64 * 1024);
+    let daemon = Lazyfsd::start(&work.path().join("d"), &host, "");
+    let layers = daemon.attach(&image);
+    let base = std::path::PathBuf::from(&layers[0].path);
+    // Inside a layer the kernel may remember a miss; it stays a miss.
+    for _ in 0..2 {
+        let err = std::fs::metadata(base.join("etc/absent")).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+    }
+    // At the root a miss is not remembered: a layer attached after a
+    // failed lookup of its directory is there at once.
+    daemon
+        .client()
+        .call(&Request::Detach {
+            target: image.clone(),
+        })
+        .unwrap();
+    assert!(!base.exists(), "detached");
+    daemon.attach(&image);
+    assert_eq!(
+        std::fs::read(base.join("etc/motd")).unwrap(),
+        b"welcome to the lazy test image\n"
+    );
+}
