@@ -31,8 +31,8 @@ const WAVE_BYTES: u64 = 1 << 20;
 const WAVES_IN_FLIGHT: usize = 4;
 
 /// Fetches the chunks of `record` for `layers` (manifest order) in the
-/// order they were first read: cut into waves of about [`WAVE_BYTES`],
-/// [`WAVES_IN_FLIGHT`] at a time, each wave coalesced by the cache. Fetching
+/// order they were first read: cut into waves of about `WAVE_BYTES`,
+/// `WAVES_IN_FLIGHT` at a time, each wave coalesced by the cache. Fetching
 /// everything at once would share the link evenly and make the first reads
 /// wait for the whole set. Returns chunks fetched or found.
 pub async fn prefetch_record(
