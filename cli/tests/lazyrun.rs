@@ -153,6 +153,47 @@ fn privileged_volumes_names_ps_and_rm() {
 }
 
 #[test]
+fn privileged_hostname_hosts_and_resolv_conf_are_the_containers() {
+    require_privileges!();
+    let host = Host::with_sample();
+    for runtime in ["builtin", "runc"] {
+        let out = host.lazyrun(&[
+            "--rm",
+            "--runtime",
+            runtime,
+            "--net",
+            "none",
+            "--hostname",
+            "box",
+            "sample:lazy",
+            "cat",
+            "/etc/hostname",
+            "/etc/hosts",
+        ]);
+        assert_eq!(code(&out), 0, "{runtime}: {}", stderr(&out));
+        let shown = stdout(&out);
+        assert!(
+            shown.starts_with("box\n")
+                && shown.contains("127.0.0.1\tlocalhost\n")
+                && shown.contains("\tbox\n"),
+            "{runtime}: {shown}"
+        );
+    }
+    let out = host.lazyrun(&[
+        "--rm",
+        "--net",
+        "host",
+        "sample:lazy",
+        "cat",
+        "/etc/resolv.conf",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    assert_eq!(stdout(&out), host_resolv);
+    host.assert_no_container_left();
+}
+
+#[test]
 fn privileged_rm_cleans_up_after_a_killed_lazyrun() {
     require_privileges!();
     let host = Host::with_sample();

@@ -101,6 +101,8 @@ fn run(args: &RunArgs) -> anyhow::Result<i32> {
             read_only_rootfs: args.read_only,
             tty: args.tty,
             resources: resources.clone(),
+            // hostname, hosts and resolv.conf beside the overlay's dirs.
+            state_dir: Some(dir.clone()),
         })
     });
     // Readers in the container get EIO for corrupt chunks; say why here.

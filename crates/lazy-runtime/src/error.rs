@@ -101,6 +101,17 @@ pub enum RuntimeError {
         /// The error.
         source: io::Error,
     },
+    /// Writing the container's `hostname`, `hosts` or `resolv.conf`, or
+    /// preparing its mount point in the rootfs, failed.
+    #[error("{op} {path}: {source}")]
+    EtcFile {
+        /// What was attempted.
+        op: &'static str,
+        /// The file: in the state dir, on the host, or in the container.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
     /// `resolve_user` could not find the named user.
     #[error("unable to find user {name}: no matching entries in passwd file")]
     UserNotFound {

@@ -6,9 +6,11 @@
 //! with a fresh `/proc`, a minimal `/dev`, a read-only `/sys` and docker's
 //! masked and read-only paths; capabilities dropped to docker's default set;
 //! `no_new_privs`; the requested user; cgroup limits (v2, or v1 where the
-//! host keeps the controller there). The container's init is PID 1 and reaps
-//! zombies; signals sent to the caller are forwarded. [`write_oci_bundle`]
-//! and [`run_with_oci_runtime`] hand the same container to runc or crun.
+//! host keeps the controller there); with a state dir, its own
+//! `/etc/hostname`, `/etc/hosts` and `/etc/resolv.conf`. The container's
+//! init is PID 1 and reaps zombies; signals sent to the caller are
+//! forwarded. [`write_oci_bundle`] and [`run_with_oci_runtime`] hand the
+//! same container to runc or crun.
 //!
 //! The container's init is the caller's own binary, re-executed: call
 //! [`init_main_if_requested`] first thing in `main`.
@@ -22,6 +24,7 @@ mod caps;
 pub mod cgroup;
 mod devices;
 mod error;
+mod etc_files;
 mod init;
 mod launch;
 mod mounts;

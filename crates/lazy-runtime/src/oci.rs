@@ -26,9 +26,14 @@ use crate::spec::{ContainerSpec, ExitStatus, NetworkMode};
 /// namespaces, mounts, masked and read-only paths, capabilities,
 /// `noNewPrivileges`, user, env, cwd, args, hostname, `RLIMIT_NOFILE` (the
 /// caller's, which the built-in runtime inherits) and cgroup limits, with
-/// the cgroup at `/lazyrun/<id>`.
+/// the cgroup at `/lazyrun/<id>`. With a state dir, its `hostname`, `hosts`
+/// and `resolv.conf` are written and their mount points in the rootfs
+/// prepared, as [`crate::run`] does.
 pub fn write_oci_bundle(spec: &ContainerSpec, bundle_dir: &Path) -> Result<(), RuntimeError> {
     spec.validate()?;
+    let mut spec = spec.clone();
+    let etc_binds = crate::etc_files::prepare(&spec)?;
+    spec.binds.splice(0..0, etc_binds);
     let config_path = bundle_dir.join("config.json");
     let bundle_err = |reason: String| RuntimeError::OciBundle {
         path: config_path.clone(),
@@ -38,7 +43,7 @@ pub fn write_oci_bundle(spec: &ContainerSpec, bundle_dir: &Path) -> Result<(), R
         path: bundle_dir.to_path_buf(),
         reason: format!("create directory: {e}"),
     })?;
-    let config = oci_config(spec).map_err(|e| bundle_err(e.to_string()))?;
+    let config = oci_config(&spec).map_err(|e| bundle_err(e.to_string()))?;
     config
         .save(&config_path)
         .map_err(|e| bundle_err(e.to_string()))
@@ -371,5 +376,49 @@ mod tests {
         assert_eq!(config["linux"]["namespaces"].as_array().unwrap().len(), 4);
         let caps = &config["process"]["capabilities"];
         assert_eq!(caps["effective"].as_array().unwrap().len(), 14);
+    }
+
+    #[test]
+    fn bundle_mounts_the_etc_files_before_user_binds() {
+        let dir = tempfile::tempdir().unwrap();
+        let rootfs = dir.path().join("rootfs");
+        std::fs::create_dir(&rootfs).unwrap();
+        let mut spec = ContainerSpec::new("c1", &rootfs, vec!["sh".into()]);
+        spec.state_dir = Some(dir.path().join("state"));
+        spec.read_only_rootfs = true;
+        spec.binds = vec![BindMount {
+            source: dir.path().to_path_buf(),
+            destination: "/etc/resolv.conf".into(),
+            read_only: false,
+        }];
+        let bundle = dir.path().join("bundle");
+        write_oci_bundle(&spec, &bundle).unwrap();
+        let config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
+        let binds: Vec<_> = config["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["type"] == "bind")
+            .map(|m| {
+                let source = m["source"].as_str().unwrap();
+                let source = source.strip_prefix(dir.path().to_str().unwrap()).unwrap();
+                (
+                    m["destination"].as_str().unwrap(),
+                    source,
+                    m["options"][1].clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            binds,
+            [
+                ("/etc/hostname", "/state/hostname", "ro".into()),
+                ("/etc/hosts", "/state/hosts", "ro".into()),
+                ("/etc/resolv.conf", "", "rw".into()),
+            ],
+            "the user's resolv.conf wins"
+        );
+        assert!(rootfs.join("etc/hosts").is_file(), "mount point prepared");
     }
 }

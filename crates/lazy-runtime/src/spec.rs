@@ -42,11 +42,16 @@ pub struct ContainerSpec {
     pub tty: bool,
     /// cgroup limits.
     pub resources: Resources,
+    /// This container's directory on the host, where the runtime writes the
+    /// `hostname`, `hosts` and `resolv.conf` it bind-mounts over the image's
+    /// `/etc` files, as docker does. Created if missing. `None` leaves the
+    /// image's files as they are.
+    pub state_dir: Option<PathBuf>,
 }
 
 impl ContainerSpec {
     /// A spec with docker's defaults: root user, cwd `/`, host network, no
-    /// binds, writable rootfs, no terminal, no limits.
+    /// binds, writable rootfs, no terminal, no limits; and no state dir.
     pub fn new(id: impl Into<String>, rootfs: impl Into<PathBuf>, args: Vec<String>) -> Self {
         ContainerSpec {
             id: id.into(),
@@ -61,6 +66,7 @@ impl ContainerSpec {
             read_only_rootfs: false,
             tty: false,
             resources: Resources::default(),
+            state_dir: None,
         }
     }
 
@@ -152,6 +158,9 @@ impl ContainerSpec {
             if !bind.source.exists() {
                 return invalid("binds", format!("{} does not exist", bind.source.display()));
             }
+        }
+        if let Some(dir) = self.state_dir.as_ref().filter(|d| !d.is_absolute()) {
+            return invalid("state_dir", format!("{} is not absolute", dir.display()));
         }
         if let Some(cpus) = self.resources.cpus {
             if !(cpus.is_finite() && cpus > 0.0) {
@@ -303,6 +312,9 @@ mod tests {
         assert!(s.validate().is_err());
         let mut s = spec();
         s.resources.cpus = Some(f64::NAN);
+        assert!(s.validate().is_err());
+        let mut s = spec();
+        s.state_dir = Some("relative".into());
         assert!(s.validate().is_err());
     }
 }

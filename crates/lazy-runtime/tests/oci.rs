@@ -10,6 +10,7 @@ use lazy_runtime::{BindMount, NetworkMode, User};
 /// details that legitimately differ between runtimes are left out.
 const SELF_REPORT: &str = r#"
 id -u; id -g; id -G; hostname; pwd; echo "$GREETING"
+echo "etc-$(cat /etc/hostname)"; cat /etc/hosts /etc/resolv.conf
 grep -E '^(CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs):' /proc/self/status
 # The built-in runtime has its init as PID 1, runc and crun exec the
 # workload as PID 1: compare only that no host process is visible.
@@ -64,6 +65,12 @@ fn compare_runtimes(user: User) {
     assert!(
         builtin.stdout.contains("mount /proc proc rw"),
         "{builtin:?}"
+    );
+    assert!(
+        builtin.stdout.contains("etc-same-everywhere\n")
+            && builtin.stdout.contains("\tsame-everywhere\n")
+            && builtin.stdout.contains("mount /etc/hosts "),
+        "our /etc files are mounted: {builtin:?}"
     );
     for runtime in ["runc", "crun"] {
         let out = run(runtime);

@@ -69,14 +69,17 @@ impl TestRootfs {
         self.scratch.path()
     }
 
-    /// A spec running `sh -c script` in this rootfs, named after the test.
+    /// A spec running `sh -c script` in this rootfs, named after the test,
+    /// with its state dir (`/etc` files) in the scratch dir, as lazyrun.
     pub fn spec(&self, name: &str, script: &str) -> ContainerSpec {
         let id = format!("lrt-{name}-{}", std::process::id());
-        ContainerSpec::new(
-            id,
+        let mut spec = ContainerSpec::new(
+            id.clone(),
             self.path(),
             vec!["sh".into(), "-c".into(), script.into()],
-        )
+        );
+        spec.state_dir = Some(self.scratch().join(format!("{id}.state")));
+        spec
     }
 }
 
