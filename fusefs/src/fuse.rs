@@ -56,6 +56,25 @@ impl LazyFuse {
     }
 }
 
+/// How far past the chunk a sequential reader enters the following chunk
+/// files are read from disk ahead of it. Chunk files lie apart on disk, so
+/// the kernel's read-ahead stops at each chunk's end; measured on the
+/// r-base image (85 big files, page caches dropped): 0.53 of native
+/// without, 0.70 with 1 MiB, 0.75-0.8 with 4 MiB.
+const LOOKAHEAD_BYTES: u64 = 4 << 20;
+
+/// The byte range of the file to read ahead for a read entering a chunk
+/// of `chunk_size` at `offset`: the first read of a file asks for the whole
+/// window after its chunk, later ones only for the chunk the window newly
+/// covers.
+fn lookahead(offset: u64, chunk_size: u32) -> (u64, u64) {
+    if offset == 0 {
+        (u64::from(chunk_size), LOOKAHEAD_BYTES)
+    } else {
+        (offset + LOOKAHEAD_BYTES, u64::from(chunk_size))
+    }
+}
+
 async fn read(
     table: &LayerTable,
     cache: &ChunkCache,
@@ -79,6 +98,12 @@ async fn read(
     }
     let span = layer.chunks_for(index, offset, len);
     recorder.note(&layer.digest, &span.indexes);
+    if span.skip == 0
+        && let Some(first) = span.records.first()
+    {
+        let (from, ahead) = lookahead(offset, first.size);
+        cache.will_need(&layer.chunks_for(index, from, ahead).records);
+    }
     let len = usize::try_from(len).expect("read size fits memory");
     cache
         .read(&layer.source, &span.records, span.skip, len)
@@ -409,5 +434,24 @@ fn reply_xattr(value: Result<Vec<u8>, FsError>, size: u32, reply: ReplyXattr) {
         Ok(v) if v.len() > size as usize => reply.error(FsError::Range.errno()),
         Ok(v) => reply.data(&v),
         Err(e) => reply.error(e.errno()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookahead_window_slides_without_gaps() {
+        let chunk = 512 * 1024;
+        let mut covered = lookahead(0, chunk);
+        assert_eq!(covered, (u64::from(chunk), LOOKAHEAD_BYTES));
+        // Each later chunk entered extends the window by exactly one chunk.
+        for k in 1..64u64 {
+            let (from, len) = lookahead(k * u64::from(chunk), chunk);
+            assert_eq!(from, covered.0 + covered.1, "entering chunk {k}");
+            covered.1 += len;
+            assert_eq!(covered.0 + covered.1, (k + 1) * u64::from(chunk) + LOOKAHEAD_BYTES);
+        }
     }
 }

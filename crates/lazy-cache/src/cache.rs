@@ -172,6 +172,30 @@ impl ChunkCache {
             .contains(digest)
     }
 
+    /// Starts reading the cached ones of `chunks` from disk in the
+    /// background, for a sequential reader about to reach them: chunk files
+    /// lie apart on disk, so the kernel's read-ahead stops at each chunk's
+    /// end and the reader would wait for the disk once per chunk.
+    pub fn will_need(&self, chunks: &[ChunkRecord]) {
+        let cached: Vec<ChunkDigest> = {
+            let ledger = self.inner.ledger.lock().expect("ledger lock");
+            chunks
+                .iter()
+                .map(|c| c.digest)
+                .filter(|d| ledger.contains(d))
+                .collect()
+        };
+        if cached.is_empty() {
+            return;
+        }
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            for digest in &cached {
+                inner.store.will_need(digest);
+            }
+        });
+    }
+
     /// Path of a cached chunk's file (for FUSE passthrough).
     pub fn chunk_path(&self, digest: &ChunkDigest) -> std::path::PathBuf {
         self.inner.store.path(digest)

@@ -82,6 +82,14 @@ impl ChunkStore {
             .map_err(|e| CacheError::store(&path, e))
     }
 
+    /// Asks the kernel to read a chunk file into the page cache (a hint:
+    /// a missing file or a failure only costs speed).
+    pub fn will_need(&self, digest: &ChunkDigest) {
+        if let Ok(f) = File::open(self.path(digest)) {
+            read_ahead(&f, 0);
+        }
+    }
+
     /// Reads a whole chunk.
     pub fn read(&self, digest: &ChunkDigest) -> Result<Vec<u8>, CacheError> {
         let path = self.path(digest);
