@@ -45,6 +45,8 @@ CMD=(Rscript -e 'sessionInfo()')
 STEP_TIMEOUT=300   # seconds, any one timed command
 
 [ "$(id -u)" -eq 0 ] || { echo "run as root" >&2; exit 1; }
+scripts/install-deps
+bench/wan/install-deps.sh
 for t in skopeo umoci pigz docker-registry curl jq nsenter unshare python3 tc; do
   command -v "$t" >/dev/null || { echo "missing $t" >&2; exit 1; }
 done
@@ -282,11 +284,13 @@ for prof in $PROFILES; do
     # warm: one untimed cold run fills the cache, then new containers
     start_daemon ra128k
     in_cli "$BIN/lazyrun" --config "$WORK/ra128k.toml" --rm r-base:lazy "${CMD[@]}" >/dev/null 2>>"$WORK/lazyfsd.log" || log "warning: warm-up lazyrun failed"
+    # Each side's hot run follows its own cold run: a drop for the other
+    # side in between would make the "hot" run cold again.
     for run in $(seq "$RUNS"); do
       drop_caches; lazy_warm "$P" lazy-warm-cold "$run" record
-      drop_caches; local_overlay "$P" local-overlay-cold "$run"
       lazy_warm "$P" lazy-warm-hot "$run" record
       lazy_warm "$P" lazy-warm-nopf-hot "$run" none
+      drop_caches; local_overlay "$P" local-overlay-cold "$run"
       local_overlay "$P" local-overlay-hot "$run"
     done
     stop_daemon

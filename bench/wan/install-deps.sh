@@ -10,6 +10,7 @@ PACKAGES=(
   iputils-ping      # RTT check
   curl python3      # throughput check (http.server in lzwan-reg, curl in lzwan-cli)
   procps            # pgrep/ps in status
+  jq                # lazyrun-wan.sh reads lazyctl's JSON
 )
 
 if [ "$(id -u)" -ne 0 ]; then
