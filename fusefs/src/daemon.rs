@@ -83,6 +83,7 @@ pub fn run(config: &DaemonConfig, ready: impl FnOnce()) -> anyhow::Result<()> {
         recorder: Arc::clone(&state.recorder),
         passthrough: config.passthrough.then(BackingTable::default),
         zero_message_opendir: false,
+        zero_message_open: false,
     };
     let mut fuse_config = Config::default();
     fuse_config.mount_options = vec![

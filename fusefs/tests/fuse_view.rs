@@ -11,6 +11,18 @@ use lazy_testkit::tree::diff_trees;
 #[test]
 fn privileged_overlay_of_lazy_layers_equals_unpacked_image() {
     require_privileges!();
+    overlay_equals_unpacked_image("");
+}
+
+#[test]
+fn privileged_overlay_equals_unpacked_image_without_passthrough() {
+    // No passthrough: OPEN is answered by ENOSYS and every file is opened
+    // by the kernel alone; each read still reaches the right bytes.
+    require_privileges!();
+    overlay_equals_unpacked_image("passthrough = false");
+}
+
+fn overlay_equals_unpacked_image(config: &str) {
     let Setup {
         work,
         registry,
@@ -19,7 +31,7 @@ fn privileged_overlay_of_lazy_layers_equals_unpacked_image() {
     } = setup();
     let host = registry.host();
 
-    let daemon = Lazyfsd::start(&work.path().join("d"), &host, "");
+    let daemon = Lazyfsd::start(&work.path().join("d"), &host, config);
     let layers = daemon.attach(&image);
     assert_eq!(layers.len(), 2);
     let overlay = Overlay::mount(&work.path().join("ov"), &lowerdirs(&layers));
