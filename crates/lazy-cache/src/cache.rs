@@ -175,7 +175,8 @@ impl ChunkCache {
     /// Starts reading the cached ones of `chunks` from disk in the
     /// background, for a sequential reader about to reach them: chunk files
     /// lie apart on disk, so the kernel's read-ahead stops at each chunk's
-    /// end and the reader would wait for the disk once per chunk.
+    /// end and the reader would wait for the disk once per chunk. Call it
+    /// from within the tokio runtime (the hint runs on a blocking thread).
     pub fn will_need(&self, chunks: &[ChunkRecord]) {
         let cached: Vec<ChunkDigest> = {
             let ledger = self.inner.ledger.lock().expect("ledger lock");
