@@ -70,12 +70,15 @@ impl EtcFile {
 }
 
 /// Writes the container's `hostname`, `hosts` and `resolv.conf` into
-/// `spec.state_dir` (created if missing) and makes their mount points in the
-/// rootfs regular files; returns the bind mounts for them, to be mounted
-/// before the user's binds. A user bind on the same path, or on a directory
-/// above it, wins: that file is left out. Without a state dir, nothing.
-pub fn prepare(spec: &ContainerSpec) -> Result<Vec<BindMount>, RuntimeError> {
-    prepare_with_host_etc(spec, Path::new(HOST_ETC))
+/// `spec.state_dir` (created if missing), makes their mount points in the
+/// rootfs regular files, and puts their bind mounts before the user's. A
+/// user bind on the same path, or on a directory above it, wins: that file
+/// is left out. Without a state dir, nothing.
+pub fn add_binds(spec: &mut ContainerSpec) -> Result<(), RuntimeError> {
+    let ours = prepare_with_host_etc(spec, Path::new(HOST_ETC))?;
+    // Ours first: a user bind above one of them then hides it.
+    spec.binds.splice(0..0, ours);
+    Ok(())
 }
 
 fn prepare_with_host_etc(

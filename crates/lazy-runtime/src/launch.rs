@@ -56,9 +56,7 @@ pub fn run(spec: &ContainerSpec, init_exe: &Path) -> Result<ExitStatus, RuntimeE
             field: "rootfs",
             reason: format!("{}: {e}", spec.rootfs.display()),
         })?;
-    // Ours first: a user bind above one of them then hides it.
-    let etc_binds = crate::etc_files::prepare(&init_spec)?;
-    init_spec.binds.splice(0..0, etc_binds);
+    crate::etc_files::add_binds(&mut init_spec)?;
     let spec_json = serde_json::to_vec(&init_spec).map_err(|e| RuntimeError::InvalidSpec {
         field: "paths",
         reason: format!("not representable as UTF-8: {e}"),

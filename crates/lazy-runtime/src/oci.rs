@@ -32,8 +32,7 @@ use crate::spec::{ContainerSpec, ExitStatus, NetworkMode};
 pub fn write_oci_bundle(spec: &ContainerSpec, bundle_dir: &Path) -> Result<(), RuntimeError> {
     spec.validate()?;
     let mut spec = spec.clone();
-    let etc_binds = crate::etc_files::prepare(&spec)?;
-    spec.binds.splice(0..0, etc_binds);
+    crate::etc_files::add_binds(&mut spec)?;
     let config_path = bundle_dir.join("config.json");
     let bundle_err = |reason: String| RuntimeError::OciBundle {
         path: config_path.clone(),
