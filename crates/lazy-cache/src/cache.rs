@@ -8,6 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use lazy_format::{ChunkDigest, ChunkRecord};
 use tokio::sync::Semaphore;
 
+use crate::assemble::AssemblyQueue;
 use crate::flight::Flights;
 use crate::hot::HotSet;
 use crate::index::{ChunkIndex, IndexEntry};
@@ -18,7 +19,7 @@ use crate::{CacheConfig, CacheError, CacheMetrics, ChunkSource};
 /// The host-shared chunk cache. Cheap to clone.
 #[derive(Clone)]
 pub struct ChunkCache {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 pub(crate) struct Inner {
@@ -30,6 +31,7 @@ pub(crate) struct Inner {
     pub(crate) hot: Mutex<HotSet>,
     pub(crate) fetch_slots: Semaphore,
     pub(crate) metrics: CacheMetrics,
+    pub(crate) assembly: AssemblyQueue,
 }
 
 impl std::fmt::Debug for ChunkCache {
@@ -47,6 +49,16 @@ pub struct ReadGuard {
     pub(crate) held: Vec<ChunkDigest>,
     /// Verified chunks that could not be stored (disk full): served anyway.
     pub(crate) unstored: HashMap<ChunkDigest, Arc<Vec<u8>>>,
+}
+
+impl ReadGuard {
+    pub(crate) fn new(inner: &Arc<Inner>) -> Self {
+        Self {
+            inner: Arc::clone(inner),
+            held: Vec::new(),
+            unstored: HashMap::new(),
+        }
+    }
 }
 
 impl Drop for ReadGuard {
@@ -82,6 +94,7 @@ impl ChunkCache {
             index,
             metrics,
             config,
+            assembly: AssemblyQueue::default(),
         };
         let cache = Self {
             inner: Arc::new(inner),
@@ -127,11 +140,7 @@ impl ChunkCache {
         source: &Arc<dyn ChunkSource>,
         chunks: &[ChunkRecord],
     ) -> Result<ReadGuard, CacheError> {
-        let mut guard = ReadGuard {
-            inner: Arc::clone(&self.inner),
-            held: Vec::new(),
-            unstored: HashMap::new(),
-        };
+        let mut guard = ReadGuard::new(&self.inner);
         let mut wanted: Vec<ChunkRecord> = Vec::new();
         let mut seen = HashSet::new();
         {
@@ -235,11 +244,7 @@ impl ChunkCache {
         let digests = self.inner.ledger.lock().expect("ledger lock").digests();
         let mut bad = Vec::new();
         for d in &digests {
-            let ok = self
-                .inner
-                .store
-                .read(d)
-                .is_ok_and(|data| ChunkDigest::of(&data) == *d);
+            let ok = self.inner.store.hash(d).is_ok_and(|h| h == *d);
             if !ok {
                 bad.push(*d);
             }
@@ -328,7 +333,7 @@ impl Inner {
         (digests.len(), victims.iter().map(|(_, s)| s).sum())
     }
 
-    fn update_gauges(&self) {
+    pub(crate) fn update_gauges(&self) {
         let (total, count) = {
             let ledger = self.ledger.lock().expect("ledger lock");
             (ledger.total(), ledger.count())

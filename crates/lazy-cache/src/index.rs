@@ -1,6 +1,8 @@
 //! The rocksdb index of cached chunks: digest → size and last access.
 //! Written after the chunk file is in place, so an index entry always
-//! names a complete file; start-up reconciles the two.
+//! names a complete file; start-up reconciles the two. A second column
+//! family maps a multi-chunk file (by its chunk list) to the cached file
+//! assembled from it (by its content digest).
 
 use std::path::Path;
 
@@ -36,6 +38,9 @@ impl IndexEntry {
     }
 }
 
+/// Column family of assembled files: chunk-list digest → content digest.
+const ASSEMBLED: &str = "assembled";
+
 /// An index record by raw key: parsed, or `None` when malformed.
 pub type RawEntry = (Vec<u8>, Option<(ChunkDigest, IndexEntry)>);
 
@@ -64,8 +69,51 @@ impl ChunkIndex {
         // Small records, few writes: keep the footprint small.
         opts.set_keep_log_file_num(2);
         opts.set_max_open_files(64);
-        let db = DB::open(&opts, cache_dir.join("index")).map_err(db_err)?;
+        opts.create_missing_column_families(true);
+        let db =
+            DB::open_cf(&opts, cache_dir.join("index"), ["default", ASSEMBLED]).map_err(db_err)?;
         Ok(Self { db })
+    }
+
+    fn assembled_cf(&self) -> &rocksdb::ColumnFamily {
+        self.db
+            .cf_handle(ASSEMBLED)
+            .expect("column family created at open")
+    }
+
+    /// Records that the file with chunk list `list` is cached whole as `content`.
+    pub fn put_assembled(
+        &self,
+        list: &ChunkDigest,
+        content: &ChunkDigest,
+    ) -> Result<(), CacheError> {
+        self.db
+            .put_cf(self.assembled_cf(), list.0, content.0)
+            .map_err(db_err)
+    }
+
+    /// The content digest of the file assembled from chunk list `list`,
+    /// if one was (it may have been evicted since).
+    pub fn assembled(&self, list: &ChunkDigest) -> Result<Option<ChunkDigest>, CacheError> {
+        let value = self
+            .db
+            .get_pinned_cf(self.assembled_cf(), list.0)
+            .map_err(db_err)?;
+        Ok(value.and_then(|v| <[u8; 32]>::try_from(&v[..]).ok().map(ChunkDigest)))
+    }
+
+    /// Drops the assembled-file records whose content `keep` rejects.
+    pub fn prune_assembled(&self, keep: impl Fn(&ChunkDigest) -> bool) -> Result<(), CacheError> {
+        let cf = self.assembled_cf();
+        let mut batch = WriteBatch::default();
+        for item in self.db.iterator_cf(cf, IteratorMode::Start) {
+            let (key, value) = item.map_err(db_err)?;
+            let content = <[u8; 32]>::try_from(&value[..]).ok().map(ChunkDigest);
+            if !content.is_some_and(|c| keep(&c)) {
+                batch.delete_cf(cf, key);
+            }
+        }
+        self.db.write(batch).map_err(db_err)
     }
 
     /// Records a chunk.
@@ -136,5 +184,26 @@ mod tests {
         );
         index.delete_all(&[d]).unwrap();
         assert!(index.entries().unwrap().is_empty());
+    }
+
+    #[test]
+    fn assembled_records_persist_apart_from_chunks_and_prune() {
+        let dir = tempfile::tempdir().unwrap();
+        let (list, content, gone) = (
+            ChunkDigest::of(b"list"),
+            ChunkDigest::of(b"content"),
+            ChunkDigest::of(b"gone"),
+        );
+        {
+            let index = ChunkIndex::open(dir.path()).unwrap();
+            index.put_assembled(&list, &content).unwrap();
+            index.put_assembled(&gone, &gone).unwrap();
+        }
+        let index = ChunkIndex::open(dir.path()).unwrap();
+        assert!(index.entries().unwrap().is_empty(), "not chunk entries");
+        assert_eq!(index.assembled(&list).unwrap(), Some(content));
+        index.prune_assembled(|c| *c == content).unwrap();
+        assert_eq!(index.assembled(&gone).unwrap(), None);
+        assert_eq!(index.assembled(&list).unwrap(), Some(content));
     }
 }

@@ -53,6 +53,11 @@ impl Ledger {
         self.acquire_if(digest, true)
     }
 
+    /// If present: marks it used now (no read reference).
+    pub(crate) fn touch(&mut self, digest: ChunkDigest) -> bool {
+        self.acquire_if(digest, false)
+    }
+
     fn acquire_if(&mut self, digest: ChunkDigest, reader: bool) -> bool {
         let tick = self.next_tick();
         let Some(held) = self.chunks.get_mut(&digest) else {

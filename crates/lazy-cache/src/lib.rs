@@ -8,8 +8,10 @@
 //! before it is cached or returned. A hard quota evicts least-recently-used
 //! chunks, never one being read or pinned. Writes go temp file → rename →
 //! index, and start-up reconciles files and index, so a crash at any moment
-//! leaves no corrupt chunk to be served.
+//! leaves no corrupt chunk to be served. Fully cached multi-chunk files
+//! can be assembled into one stored file for FUSE passthrough.
 
+mod assemble;
 mod cache;
 mod config;
 mod error;

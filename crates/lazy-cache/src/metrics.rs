@@ -25,6 +25,10 @@ pub struct CacheMetrics {
     pub evictions: IntCounter,
     /// Fetched chunks that failed digest verification.
     pub verification_failures: IntCounter,
+    /// Multi-chunk files copied whole into the cache (for passthrough).
+    pub assembled_files: IntCounter,
+    /// Files waiting for or in assembly.
+    pub assembly_queue: IntGauge,
 }
 
 impl CacheMetrics {
@@ -70,6 +74,11 @@ impl CacheMetrics {
                 "verification_failures_total",
                 "Fetched chunks that failed digest verification",
             )?,
+            assembled_files: counter(
+                "assembled_files_total",
+                "Multi-chunk files copied whole into the cache for passthrough",
+            )?,
+            assembly_queue: gauge("assembly_queue", "Files waiting for or in assembly")?,
         })
     }
 }

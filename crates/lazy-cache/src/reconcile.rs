@@ -12,7 +12,8 @@ use crate::store::ChunkStore;
 
 /// Loads the ledger from the index, dropping entries whose file is missing
 /// or has the wrong size, and indexing files whose index write was lost
-/// (after re-hashing them; files that fail are deleted).
+/// (after re-hashing them; files that fail are deleted), and forgetting
+/// assembled files that are no longer there.
 pub(crate) fn reconcile(store: &ChunkStore, index: &ChunkIndex) -> Result<Ledger, CacheError> {
     let files: HashMap<ChunkDigest, u64> = store.scan()?.into_iter().collect();
     let mut known: Vec<(ChunkDigest, IndexEntry)> = Vec::new();
@@ -33,9 +34,7 @@ pub(crate) fn reconcile(store: &ChunkStore, index: &ChunkIndex) -> Result<Ledger
     let indexed: std::collections::HashSet<ChunkDigest> = known.iter().map(|(d, _)| *d).collect();
     let now = crate::cache::now_secs();
     for (digest, size) in files.iter().filter(|(d, _)| !indexed.contains(*d)) {
-        let verified = store
-            .read(digest)
-            .is_ok_and(|data| ChunkDigest::of(&data) == *digest);
+        let verified = store.hash(digest).is_ok_and(|h| h == *digest);
         if verified {
             let entry = IndexEntry {
                 size: *size,
@@ -53,6 +52,8 @@ pub(crate) fn reconcile(store: &ChunkStore, index: &ChunkIndex) -> Result<Ledger
     for (digest, entry) in known {
         ledger.insert(digest, entry.size, false);
     }
+    // Records of assembled files that are gone (evicted, or lost in a crash).
+    index.prune_assembled(|content| ledger.contains(content))?;
     if !stale.is_empty() {
         tracing::info!(
             "reconciled cache: dropped {} stale index entries",

@@ -59,6 +59,41 @@ impl ChunkStore {
         Ok(())
     }
 
+    /// A new temp file for content whose digest is known only once written
+    /// (an assembled file), under `chunks/partial/`: a crash leaves it to
+    /// the next start's [`ChunkStore::scan`], which deletes it.
+    pub fn create_partial(&self) -> Result<(PathBuf, File), CacheError> {
+        let dir = self.dir.join("partial");
+        fs::create_dir_all(&dir).map_err(|e| CacheError::store(&dir, e))?;
+        let n = self.temp_counter.fetch_add(1, Ordering::Relaxed);
+        let path = dir.join(format!("{}.{n}{TEMP_SUFFIX}", std::process::id()));
+        let file = File::create(&path).map_err(|e| CacheError::store(&path, e))?;
+        Ok((path, file))
+    }
+
+    /// Moves a complete partial file into place under its digest.
+    pub fn install(&self, partial: &Path, digest: &ChunkDigest) -> Result<(), CacheError> {
+        let path = self.path(digest);
+        let parent = path.parent().expect("chunk path has a parent");
+        let result = fs::create_dir_all(parent).and_then(|()| fs::rename(partial, &path));
+        if let Err(e) = result {
+            let _ = fs::remove_file(partial);
+            return Err(CacheError::store(&path, e));
+        }
+        Ok(())
+    }
+
+    /// The sha256 of a stored file, read in pieces (assembled files are big).
+    pub fn hash(&self, digest: &ChunkDigest) -> Result<ChunkDigest, CacheError> {
+        use sha2::{Digest, Sha256};
+        let path = self.path(digest);
+        let mut hasher = Sha256::new();
+        File::open(&path)
+            .and_then(|mut f| std::io::copy(&mut f, &mut hasher))
+            .map_err(|e| CacheError::store(&path, e))?;
+        Ok(ChunkDigest(hasher.finalize().into()))
+    }
+
     /// Reads `buf.len()` bytes of a chunk from `offset`.
     ///
     /// A read from the start of a chunk asks the kernel to read the rest of
@@ -158,8 +193,11 @@ mod tests {
         assert_eq!(&buf, b"bc");
         let leftover = store.path(&d).with_extension("123.tmp");
         fs::write(&leftover, b"partial").unwrap();
+        let (partial, _) = store.create_partial().unwrap();
+        assert_eq!(store.hash(&d).unwrap(), d);
         assert_eq!(store.scan().unwrap(), vec![(d, 3)]);
         assert!(!leftover.exists(), "temp files are cleaned");
+        assert!(!partial.exists(), "partial files are cleaned");
         store.remove(&d).unwrap();
         assert!(store.scan().unwrap().is_empty());
     }
