@@ -356,7 +356,7 @@ fn wait_for_assembly(registry: &prometheus::Registry) {
 
 /// A file of four chunks, the second and the fourth the same.
 fn file_of_four() -> (Vec<Vec<u8>>, Arc<MemoryBlob>) {
-    let chunks = vec![chunk(0, 10_000), chunk(1, 10_000), chunk(2, 10_000)];
+    let chunks = [chunk(0, 10_000), chunk(1, 10_000), chunk(2, 10_000)];
     let file = vec![
         chunks[0].clone(),
         chunks[1].clone(),
