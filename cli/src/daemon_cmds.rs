@@ -188,7 +188,7 @@ pub fn cache(args: CacheArgs) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&s)?);
             } else {
                 println!(
-                    "cache        {} in {} chunks (quota {})",
+                    "cache        {} in {} chunks and copies (quota {})",
                     human(s.cache_bytes),
                     s.cache_chunks,
                     human(s.quota_bytes)
@@ -201,6 +201,12 @@ pub fn cache(args: CacheArgs) -> anyhow::Result<()> {
                 );
                 println!("hits/misses  {}/{}", s.hits, s.misses);
                 println!("evictions    {}", s.evictions);
+                println!(
+                    "copies       {} in {} whole files for passthrough ({} queued)",
+                    human(s.copy_bytes),
+                    s.copies,
+                    s.assembly_queue
+                );
                 println!(
                     "corrupt      {} chunks failed verification",
                     s.verification_failures

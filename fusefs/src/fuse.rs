@@ -13,7 +13,7 @@ use fuser::{
     ReplyXattr, Request,
 };
 use lazy_cache::ChunkCache;
-use lazy_format::EntryKind;
+use lazy_format::{ChunkRecord, EntryKind};
 
 use crate::error::FsError;
 use crate::inode::ROOT_INO;
@@ -133,20 +133,32 @@ fn from_offset(items: &[DirItem], offset: u64) -> impl Iterator<Item = (u64, &Di
 }
 
 impl LazyFuse {
-    /// The cached chunk file holding all of file `ino`, if it is one chunk.
-    fn single_cached_chunk(&self, ino: u64) -> Option<std::path::PathBuf> {
+    /// The chunks of file `ino`, in order (`None` if it is no file).
+    fn file_chunks(&self, ino: u64) -> Option<Vec<ChunkRecord>> {
         let (layer, index) = self.table.locate(ino).ok()?;
         let index = layer.resolve(index);
-        let EntryKind::File { chunks, .. } = &layer.entry(index)?.kind else {
+        let EntryKind::File { size, .. } = layer.entry(index)?.kind else {
             return None;
         };
-        let [only] = chunks.as_slice() else {
-            return None;
-        };
-        let digest = layer.meta.chunks.get(*only as usize)?.digest;
-        self.cache
-            .contains(&digest)
-            .then(|| self.cache.chunk_path(&digest))
+        Some(layer.chunks_for(index, 0, size).records)
+    }
+
+    /// The cached file holding all of file `ino`, for passthrough: its only
+    /// chunk, or the whole-file copy of its chunks. A file of several
+    /// chunks, all cached but not yet copied, is queued for the copy.
+    fn backing_file(&self, ino: u64) -> Option<std::path::PathBuf> {
+        let chunks = self.file_chunks(ino)?;
+        if let [only] = chunks.as_slice() {
+            return self
+                .cache
+                .contains(&only.digest)
+                .then(|| self.cache.chunk_path(&only.digest));
+        }
+        let path = self.cache.assembled(&chunks);
+        if path.is_none() {
+            self.cache.assemble_later(&chunks);
+        }
+        path
     }
 }
 
@@ -235,7 +247,7 @@ impl Filesystem for LazyFuse {
                     if recording {
                         return None;
                     }
-                    let path = self.single_cached_chunk(ino.0)?;
+                    let path = self.backing_file(ino.0)?;
                     Some(std::fs::File::open(path).and_then(|f| reply.open_backing(f)))
                 });
                 match opened {
@@ -267,7 +279,7 @@ impl Filesystem for LazyFuse {
     fn release(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
@@ -276,6 +288,11 @@ impl Filesystem for LazyFuse {
     ) {
         if let Some(table) = &self.passthrough {
             table.release(fh.0);
+            // A file read through the daemon may be all cached now: copy
+            // it whole so that its next open can be passthrough.
+            if let Some(chunks) = self.file_chunks(ino.0) {
+                self.cache.assemble_later(&chunks);
+            }
         }
         reply.ok();
     }

@@ -1,5 +1,6 @@
-//! FUSE passthrough for cached single-chunk files: the kernel reads the
-//! chunk file directly, without a round trip through the daemon. One
+//! FUSE passthrough for cached files: the kernel reads the chunk file of a
+//! one-chunk file, or the whole-file copy the cache assembles of a bigger
+//! one, directly, without a round trip through the daemon. One
 //! backing id per inode is shared by its open handles and closed with the last.
 //!
 //! The kernel keeps one I/O mode per inode: while any handle of an inode is

@@ -133,7 +133,7 @@ pub struct AttachedImage {
 /// Cache statistics.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatsInfo {
-    /// Bytes of chunks cached.
+    /// Bytes cached (chunks and whole-file copies).
     pub cache_bytes: u64,
     /// Chunks cached.
     pub cache_chunks: u64,
@@ -155,6 +155,16 @@ pub struct StatsInfo {
     pub verification_failures: u64,
     /// Attached layers.
     pub attached_layers: u64,
+    /// Whole-file copies of multi-chunk files held for passthrough (their
+    /// bytes count in `cache_bytes`, not they in `cache_chunks`).
+    #[serde(default)]
+    pub copies: u64,
+    /// Bytes of those copies.
+    #[serde(default)]
+    pub copy_bytes: u64,
+    /// Files waiting for or in copying.
+    #[serde(default)]
+    pub assembly_queue: u64,
 }
 
 /// What the daemon answers.

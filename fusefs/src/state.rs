@@ -210,6 +210,7 @@ impl DaemonState {
     /// Cache and fetch counters.
     pub fn stats(&self) -> StatsInfo {
         let (bytes, chunks) = self.cache.usage();
+        let (copies, copy_bytes) = self.cache.copies();
         let m = &self.metrics;
         StatsInfo {
             cache_bytes: bytes,
@@ -223,6 +224,9 @@ impl DaemonState {
             evictions: m.evictions.get(),
             verification_failures: m.verification_failures.get(),
             attached_layers: self.table.all().len() as u64,
+            copies: copies as u64,
+            copy_bytes,
+            assembly_queue: u64::try_from(m.assembly_queue.get()).unwrap_or(0),
         }
     }
 }

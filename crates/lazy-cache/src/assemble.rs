@@ -183,11 +183,11 @@ fn assemble(inner: &Arc<Inner>, chunks: &[ChunkRecord]) -> Result<Option<ChunkDi
         let _ = inner.store.remove(&content);
         return Err(e);
     }
-    inner
-        .ledger
-        .lock()
-        .expect("ledger lock")
-        .insert(content, size, false);
+    {
+        let mut ledger = inner.ledger.lock().expect("ledger lock");
+        ledger.insert(content, size, false);
+        ledger.mark_copy(content);
+    }
     inner.metrics.assembled_files.inc();
     inner.update_gauges();
     Ok(Some(content))

@@ -226,10 +226,16 @@ impl ChunkCache {
         self.inner.enforce_quota();
     }
 
-    /// Bytes and chunks held.
+    /// Bytes held (chunks and whole-file copies: what the quota bounds)
+    /// and chunks held.
     pub fn usage(&self) -> (u64, usize) {
         let ledger = self.inner.ledger.lock().expect("ledger lock");
         (ledger.total(), ledger.count())
+    }
+
+    /// Whole-file copies held (see [`ChunkCache::assembled`]) and their bytes.
+    pub fn copies(&self) -> (usize, u64) {
+        self.inner.ledger.lock().expect("ledger lock").copies()
     }
 
     /// Evicts unused, unpinned chunks down to `target` bytes; returns how

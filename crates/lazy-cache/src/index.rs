@@ -102,18 +102,24 @@ impl ChunkIndex {
         Ok(value.and_then(|v| <[u8; 32]>::try_from(&v[..]).ok().map(ChunkDigest)))
     }
 
-    /// Drops the assembled-file records whose content `keep` rejects.
-    pub fn prune_assembled(&self, keep: impl Fn(&ChunkDigest) -> bool) -> Result<(), CacheError> {
+    /// Drops the assembled-file records whose content `keep` rejects;
+    /// returns the content digests of the others.
+    pub fn prune_assembled(
+        &self,
+        keep: impl Fn(&ChunkDigest) -> bool,
+    ) -> Result<Vec<ChunkDigest>, CacheError> {
         let cf = self.assembled_cf();
         let mut batch = WriteBatch::default();
+        let mut kept = Vec::new();
         for item in self.db.iterator_cf(cf, IteratorMode::Start) {
             let (key, value) = item.map_err(db_err)?;
-            let content = <[u8; 32]>::try_from(&value[..]).ok().map(ChunkDigest);
-            if !content.is_some_and(|c| keep(&c)) {
-                batch.delete_cf(cf, key);
+            match <[u8; 32]>::try_from(&value[..]).ok().map(ChunkDigest) {
+                Some(content) if keep(&content) => kept.push(content),
+                _ => batch.delete_cf(cf, key),
             }
         }
-        self.db.write(batch).map_err(db_err)
+        self.db.write(batch).map_err(db_err)?;
+        Ok(kept)
     }
 
     /// Records a chunk.
@@ -202,7 +208,10 @@ mod tests {
         let index = ChunkIndex::open(dir.path()).unwrap();
         assert!(index.entries().unwrap().is_empty(), "not chunk entries");
         assert_eq!(index.assembled(&list).unwrap(), Some(content));
-        index.prune_assembled(|c| *c == content).unwrap();
+        assert_eq!(
+            index.prune_assembled(|c| *c == content).unwrap(),
+            vec![content]
+        );
         assert_eq!(index.assembled(&gone).unwrap(), None);
         assert_eq!(index.assembled(&list).unwrap(), Some(content));
     }

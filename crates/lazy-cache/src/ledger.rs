@@ -10,6 +10,8 @@ struct Held {
     size: u64,
     tick: u64,
     readers: u32,
+    /// A whole-file copy of other chunks (see `assemble`), not a chunk.
+    copy: bool,
 }
 
 /// The chunks present in the store, in least-recently-used order.
@@ -20,6 +22,8 @@ pub(crate) struct Ledger {
     pins: HashMap<ChunkDigest, u32>,
     tick: u64,
     total: u64,
+    copies: usize,
+    copy_bytes: u64,
 }
 
 impl Ledger {
@@ -41,6 +45,7 @@ impl Ledger {
                 size,
                 tick,
                 readers: u32::from(reader),
+                copy: false,
             },
         );
         self.order.insert((tick, digest));
@@ -68,6 +73,18 @@ impl Ledger {
         held.readers += u32::from(reader);
         self.order.insert((tick, digest));
         true
+    }
+
+    /// Marks a present entry as a whole-file copy rather than a chunk
+    /// (counted apart in the stats).
+    pub(crate) fn mark_copy(&mut self, digest: ChunkDigest) {
+        if let Some(held) = self.chunks.get_mut(&digest)
+            && !held.copy
+        {
+            held.copy = true;
+            self.copies += 1;
+            self.copy_bytes += held.size;
+        }
     }
 
     /// Drops a read reference.
@@ -117,21 +134,26 @@ impl Ledger {
         }
         doomed
             .into_iter()
-            .map(|(tick, digest)| {
-                let held = self.chunks.remove(&digest).expect("ordered chunk is held");
-                self.order.remove(&(tick, digest));
-                self.total -= held.size;
-                (digest, held.size)
+            .map(|(_, digest)| {
+                let size = self.forget(digest);
+                (digest, size)
             })
             .collect()
     }
 
-    /// Forgets a chunk whatever its state (it was found corrupt or missing).
-    pub(crate) fn forget(&mut self, digest: ChunkDigest) {
-        if let Some(held) = self.chunks.remove(&digest) {
-            self.order.remove(&(held.tick, digest));
-            self.total -= held.size;
+    /// Forgets a chunk whatever its state (evicted, or found corrupt or
+    /// missing); returns its size.
+    pub(crate) fn forget(&mut self, digest: ChunkDigest) -> u64 {
+        let Some(held) = self.chunks.remove(&digest) else {
+            return 0;
+        };
+        self.order.remove(&(held.tick, digest));
+        self.total -= held.size;
+        if held.copy {
+            self.copies -= 1;
+            self.copy_bytes -= held.size;
         }
+        held.size
     }
 
     /// Whether a chunk is present.
@@ -144,9 +166,14 @@ impl Ledger {
         self.total
     }
 
-    /// Chunks held.
+    /// Chunks held, whole-file copies not counted.
     pub(crate) fn count(&self) -> usize {
-        self.chunks.len()
+        self.chunks.len() - self.copies
+    }
+
+    /// Whole-file copies held, and their bytes.
+    pub(crate) fn copies(&self) -> (usize, u64) {
+        (self.copies, self.copy_bytes)
     }
 
     /// All present digests (for verification).
@@ -181,5 +208,17 @@ mod tests {
         l.unpin([d(2)]);
         assert_eq!(l.evict_to(0), vec![(d(2), 10)]);
         assert_eq!(l.count(), 0);
+    }
+
+    #[test]
+    fn copies_are_counted_apart_until_they_go() {
+        let mut l = Ledger::default();
+        l.insert(d(1), 10, false);
+        l.insert(d(2), 30, false);
+        l.mark_copy(d(2));
+        l.mark_copy(d(2));
+        assert_eq!((l.total(), l.count(), l.copies()), (40, 1, (1, 30)));
+        assert_eq!(l.evict_to(0).len(), 2);
+        assert_eq!((l.total(), l.count(), l.copies()), (0, 0, (0, 0)));
     }
 }

@@ -17,7 +17,7 @@ pub struct CacheMetrics {
     pub misses: IntCounter,
     /// Seconds per range request.
     pub fetch_seconds: Histogram,
-    /// Bytes of chunk files held.
+    /// Bytes held: chunk files and whole-file copies.
     pub cache_bytes: IntGauge,
     /// Chunks held.
     pub cache_chunks: IntGauge,
@@ -64,7 +64,10 @@ impl CacheMetrics {
             hits: counter("cache_hits_total", "Chunk reads served from the cache")?,
             misses: counter("cache_misses_total", "Chunk reads that needed a fetch")?,
             fetch_seconds,
-            cache_bytes: gauge("cache_bytes", "Bytes of chunks in the cache")?,
+            cache_bytes: gauge(
+                "cache_bytes",
+                "Bytes of chunks and whole-file copies in the cache",
+            )?,
             cache_chunks: gauge("cache_chunks", "Chunks in the cache")?,
             evictions: counter(
                 "cache_evictions_total",

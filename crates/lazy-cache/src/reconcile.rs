@@ -53,7 +53,9 @@ pub(crate) fn reconcile(store: &ChunkStore, index: &ChunkIndex) -> Result<Ledger
         ledger.insert(digest, entry.size, false);
     }
     // Records of assembled files that are gone (evicted, or lost in a crash).
-    index.prune_assembled(|content| ledger.contains(content))?;
+    for copy in index.prune_assembled(|content| ledger.contains(content))? {
+        ledger.mark_copy(copy);
+    }
     if !stale.is_empty() {
         tracing::info!(
             "reconciled cache: dropped {} stale index entries",

@@ -388,7 +388,8 @@ async fn fully_cached_files_are_assembled_into_one_verified_file() {
     assert_eq!(std::fs::read(&path).unwrap(), file.concat());
     assert!(!cache.assemble_later(records), "assembled once");
     assert_eq!(metric(&registry, "lazyfs_assembled_files_total"), 1.0);
-    assert_eq!(cache.usage(), (70_000, 4), "three chunks and the copy");
+    assert_eq!(cache.usage(), (70_000, 3), "three chunks and the copy");
+    assert_eq!(cache.copies(), (1, 40_000));
     assert_eq!(cache.verify(), (4, Vec::new()));
 
     // The copy and its record survive a restart; a copy changed on disk
@@ -396,6 +397,7 @@ async fn fully_cached_files_are_assembled_into_one_verified_file() {
     drop(cache);
     let (cache, _) = open(dir.path(), u64::MAX);
     assert_eq!(cache.assembled(records), Some(path.clone()));
+    assert_eq!(cache.copies(), (1, 40_000), "known as a copy again");
     std::fs::write(&path, vec![0u8; 40_000]).unwrap();
     let (checked, bad) = cache.verify();
     assert_eq!((checked, bad.len()), (4, 1));
