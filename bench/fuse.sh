@@ -6,6 +6,7 @@
 #   - random 4 KiB reads over the same files
 #   - stat walk of every entry: lazyfs overlay vs local disk
 #   - lazyfsd resident memory with the image attached
+#   - with passthrough: the whole-file copies made for it (count, MiB, time)
 # Page caches are dropped before each timed step. Run as root.
 #
 #   bench/fuse.sh [RUNS]        default 3; results in bench/results/
@@ -121,6 +122,19 @@ PY
 }
 stat_walk() { drop; local t0; t0=$(now); find "$1" -printf '' ; elapsed "$t0" "$(now)"; }
 
+# With passthrough, opening a fully cached multi-chunk file queues its
+# whole-file copy for passthrough; wait (bounded) for the copies, so that
+# the timed reads see a warm host's steady state. The cache dir outlives
+# restarts: the first passthrough setup makes them, later ones find them.
+make_copies() {
+  local t0; t0=$(now)
+  for f in "${BIG[@]}"; do : <"$WORK/merged/$f"; done
+  for _ in $(seq 1200); do [ "$(stat_json | field assembly_queue)" = 0 ] && break; sleep 0.5; done
+  [ -n "${COPY_SECS:-}" ] || COPY_SECS=$(elapsed "$t0" "$(now)")
+  COPIES=$(stat_json | field copies)
+  COPY_MIB=$(( $(stat_json | field copy_bytes) / 1048576 ))
+}
+
 # The lazy side in three setups: through lazyfsd (no passthrough), with
 # passthrough (single-chunk files read by the kernel from the cache), and
 # with a 1 MiB read-ahead on top.
@@ -130,6 +144,7 @@ declare -A T
 stop_daemon
 for c in "${!CONFIGS[@]}"; do
   start_daemon ${CONFIGS[$c]}
+  [ "$c" != 0 ] && make_copies
   for run in $(seq "$RUNS"); do
     [ "$c" = 0 ] && T[seq_native]+="$(seq_read "$WORK/native") "
     T[seq_$c]+="$(seq_read "$WORK/merged") "
@@ -153,7 +168,7 @@ MIB=$((BIG_BYTES / 1048576))
   echo "Image: r-base-like (bench/convert.sh), $ENTRIES entries, 512K chunks, local docker-registry on 127.0.0.1 (no WAN emulation yet)."
   echo "lazyfs side: overlay of the lazy layers (lazyfsd FUSE lower dirs); native side: umoci-unpacked tree on the same disk."
   echo "Page caches dropped before every timed step; chunk cache warm for the cached steps; $RUNS runs, median. Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
-  echo "Passthrough serves single-chunk files (≤ 512 KiB here); the big files are multi-chunk and always go through lazyfsd."
+  echo "Without passthrough every read goes through lazyfsd. With passthrough the kernel reads single-chunk files (≤ 512 KiB here) from their chunk file, and multi-chunk files from a whole-file copy the cache makes once all their chunks are cached: $COPIES copies, $COPY_MIB MiB, made in $(printf %.1f "$COPY_SECS") s after their first open (before the timed runs)."
   echo
   echo "| what | setup | native | lazyfs | lazyfs / native |"
   echo "|---|---|---|---|---|"
