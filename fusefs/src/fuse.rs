@@ -121,15 +121,11 @@ async fn read(
         })
 }
 
-/// Directory items from the kernel's `offset` on, each with the offset
-/// of the item after it (what the kernel passes back to continue).
-fn from_offset(items: &[DirItem], offset: u64) -> impl Iterator<Item = (u64, &DirItem)> {
-    let skip = usize::try_from(offset).unwrap_or(usize::MAX);
-    items
-        .iter()
-        .enumerate()
-        .skip(skip)
-        .map(|(i, item)| (i as u64 + 1, item))
+/// Directory items from the kernel's `offset` on (as listed by
+/// [`LayerTable::readdir`]), each with the offset of the item after it
+/// (what the kernel passes back to continue).
+fn with_next_offsets(items: &[DirItem], offset: u64) -> impl Iterator<Item = (u64, &DirItem)> {
+    (offset + 1..).zip(items)
 }
 
 impl LazyFuse {
@@ -319,9 +315,12 @@ impl Filesystem for LazyFuse {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        match self.table.readdir(ino.0) {
+        match self
+            .table
+            .readdir(ino.0, usize::try_from(offset).unwrap_or(usize::MAX))
+        {
             Ok(items) => {
-                for (next, item) in from_offset(&items, offset) {
+                for (next, item) in with_next_offsets(&items, offset) {
                     if reply.add(
                         INodeNo(item.ino),
                         next,
@@ -345,9 +344,12 @@ impl Filesystem for LazyFuse {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        match self.table.readdir(ino.0) {
+        match self
+            .table
+            .readdir(ino.0, usize::try_from(offset).unwrap_or(usize::MAX))
+        {
             Ok(items) => {
-                for (next, item) in from_offset(&items, offset) {
+                for (next, item) in with_next_offsets(&items, offset) {
                     let name = OsStr::from_bytes(&item.name);
                     if reply.add(
                         INodeNo(item.ino),

@@ -115,8 +115,10 @@ impl LayerTable {
         Ok(entry_attr(&layer, layer.resolve(child)))
     }
 
-    /// The listing of directory `ino`, `.` and `..` first.
-    pub fn readdir(&self, ino: u64) -> Result<Vec<DirItem>, FsError> {
+    /// The listing of directory `ino`, `.` and `..` first, from item
+    /// `from` on. The kernel asks once more past the end of every
+    /// directory: that call builds nothing.
+    pub fn readdir(&self, ino: u64, from: usize) -> Result<Vec<DirItem>, FsError> {
         if ino == ROOT_INO {
             let layers = self.all();
             let mut items = vec![
@@ -128,7 +130,7 @@ impl LayerTable {
                 name: l.digest.as_bytes().to_vec(),
                 attr: entry_attr(l, 0),
             }));
-            return Ok(items);
+            return Ok(items.split_off(from.min(items.len())));
         }
         let (layer, dir) = self.locate(ino)?;
         if !matches!(
@@ -137,6 +139,10 @@ impl LayerTable {
         ) {
             return Err(FsError::NotDir);
         }
+        let children = layer.children(dir);
+        if from >= children.len() + 2 {
+            return Ok(Vec::new());
+        }
         let parent_attr = match lazy_format::parent_of(&layer.entry(dir).expect("located").path) {
             None => root_attr(0),
             Some(p) => layer
@@ -144,7 +150,8 @@ impl LayerTable {
                 .map_or_else(|| root_attr(0), |i| entry_attr(&layer, i)),
         };
         let mut items = vec![dot(b".", entry_attr(&layer, dir)), dot(b"..", parent_attr)];
-        for &child in layer.children(dir) {
+        items.drain(..from.min(2));
+        for &child in children.iter().skip(from.saturating_sub(2)) {
             let entry = layer.entry(child).expect("child index valid");
             let name = entry
                 .path
@@ -274,4 +281,81 @@ pub fn entry_attr(layer: &AttachedLayer, index: u32) -> FileAttr {
 /// The kernel's encoding of a device number (new_encode_dev).
 fn dev_number(major: u32, minor: u32) -> u32 {
     (minor & 0xff) | ((major & 0xfff) << 8) | ((minor & !0xff) << 12)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lazy_cache::{ChunkSource, SourceError};
+    use lazy_format::LayerMeta;
+
+    struct NoSource;
+    impl ChunkSource for NoSource {
+        fn read_range(
+            &self,
+            _range: std::ops::Range<u64>,
+        ) -> futures_util::future::BoxFuture<'_, Result<Vec<u8>, SourceError>> {
+            unreachable!("listings read no chunks")
+        }
+        fn blob_name(&self) -> &str {
+            "none"
+        }
+    }
+
+    fn entry(path: &[u8], kind: EntryKind) -> Entry {
+        Entry {
+            path: path.to_vec(),
+            kind,
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            mtime_secs: 0,
+            mtime_nanos: 0,
+            xattrs: Vec::new(),
+        }
+    }
+
+    /// A layer whose directory `d` holds `n` empty files.
+    fn table_with_dir_of(n: usize) -> (LayerTable, u64) {
+        let dir = || EntryKind::Dir { opaque: false };
+        let mut entries = vec![entry(b"", dir()), entry(b"d", dir())];
+        for i in 0..n {
+            let file = EntryKind::File {
+                size: 0,
+                chunks: Vec::new(),
+            };
+            entries.push(entry(format!("d/f{i:04}").as_bytes(), file));
+        }
+        let meta = LayerMeta {
+            entries,
+            chunks: Vec::new(),
+        };
+        let table = LayerTable::default();
+        table.insert(Arc::new(AttachedLayer::new(
+            "sha256:test".into(),
+            1,
+            meta,
+            Arc::new(NoSource),
+        )));
+        (table, ino_of(1, 1))
+    }
+
+    #[test]
+    fn listings_continue_from_any_offset_and_end_empty() {
+        let (table, dir) = table_with_dir_of(300);
+        let all = table.readdir(dir, 0).unwrap();
+        assert_eq!(all.len(), 302, ". and .. and 300 files");
+        let names = |items: &[DirItem]| items.iter().map(|i| i.name.clone()).collect::<Vec<_>>();
+        for from in [1, 2, 3, 150, 301] {
+            assert_eq!(
+                names(&table.readdir(dir, from).unwrap()),
+                names(&all[from..]),
+                "from {from}"
+            );
+        }
+        assert!(table.readdir(dir, 302).unwrap().is_empty());
+        assert!(table.readdir(dir, usize::MAX).unwrap().is_empty());
+        assert_eq!(table.readdir(ROOT_INO, 3).unwrap().len(), 0);
+        assert_eq!(table.readdir(ROOT_INO, 2).unwrap().len(), 1, "the layer");
+    }
 }
