@@ -4,7 +4,8 @@
 #   - cold: bytes fetched and range requests to read a file set (R's startup libraries)
 #   - cached sequential read of the big files: lazyfs overlay vs the unpacked tree on local disk
 #   - random 4 KiB reads over the same files
-#   - stat walk of every entry: lazyfs overlay vs local disk
+#   - walks of every entry, names only and with an lstat of each: lazyfs
+#     overlay vs local disk (bench/walk-layers.sh breaks them down)
 #   - lazyfsd resident memory with the image attached
 #   - with passthrough: the whole-file copies made for it (count, MiB, time)
 # Page caches are dropped before each timed step. Run as root.
@@ -120,7 +121,10 @@ for _ in range(20000):
 print(time.time() - t0)
 PY
 }
-stat_walk() { drop; local t0; t0=$(now); find "$1" -printf '' ; elapsed "$t0" "$(now)"; }
+# find lists names without a stat (d_type tells it directories); with
+# -printf %s it lstat()s every entry.
+list_walk() { drop; local t0; t0=$(now); find "$1" -printf '' ; elapsed "$t0" "$(now)"; }
+stat_walk() { drop; local t0; t0=$(now); find "$1" -printf '%s\n' >/dev/null; elapsed "$t0" "$(now)"; }
 
 # With passthrough, opening a fully cached multi-chunk file queues its
 # whole-file copy for passthrough; wait (bounded) for the copies, so that
@@ -152,6 +156,8 @@ for c in "${!CONFIGS[@]}"; do
     T[rand_$c]+="$(rand_read "$WORK/merged") "
     [ "$c" = 0 ] && T[small_native]+="$(small_read "$WORK/native") "
     T[small_$c]+="$(small_read "$WORK/merged") "
+    [ "$c" = 0 ] && T[list_native]+="$(list_walk "$WORK/native") "
+    T[list_$c]+="$(list_walk "$WORK/merged") "
     [ "$c" = 0 ] && T[walk_native]+="$(stat_walk "$WORK/native") "
     T[walk_$c]+="$(stat_walk "$WORK/merged") "
   done
@@ -183,7 +189,10 @@ MIB=$((BIG_BYTES / 1048576))
     printf "| %d small files whole, %d MiB (s) | %s | %.2f | %.2f | %.2f× time |\n" "${#SMALL[@]}" "$((SMALL_BYTES / 1048576))" "${NAMES[$c]}" "$(m small_native)" "$(m small_$c)" "$(echo "$(m small_$c) / $(m small_native)" | bc -l)"
   done
   for c in "${!CONFIGS[@]}"; do
-    printf "| stat walk of %d entries (s) | %s | %.2f | %.2f | %.2f× time |\n" "$ENTRIES" "${NAMES[$c]}" "$(m walk_native)" "$(m walk_$c)" "$(echo "$(m walk_$c) / $(m walk_native)" | bc -l)"
+    printf "| listing walk of %d entries, names only (s) | %s | %.2f | %.2f | %.2f× time |\n" "$ENTRIES" "${NAMES[$c]}" "$(m list_native)" "$(m list_$c)" "$(echo "$(m list_$c) / $(m list_native)" | bc -l)"
+  done
+  for c in "${!CONFIGS[@]}"; do
+    printf "| stat walk of %d entries, lstat each (s) | %s | %.2f | %.2f | %.2f× time |\n" "$ENTRIES" "${NAMES[$c]}" "$(m walk_native)" "$(m walk_$c)" "$(echo "$(m walk_$c) / $(m walk_native)" | bc -l)"
   done
   echo
   echo "Cold read of R's startup libraries (${STARTUP[*]}): $((STARTUP_BYTES / 1024)) KiB of files → $((COLD_BYTES / 1024)) KiB fetched in $COLD_REQS range requests."
