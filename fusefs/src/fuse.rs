@@ -125,7 +125,7 @@ async fn read(
 /// [`LayerTable::readdir`]), each with the offset of the item after it
 /// (what the kernel passes back to continue).
 fn with_next_offsets(items: &[DirItem], offset: u64) -> impl Iterator<Item = (u64, &DirItem)> {
-    (offset + 1..).zip(items)
+    (offset.saturating_add(1)..).zip(items)
 }
 
 impl LazyFuse {

@@ -83,17 +83,22 @@ impl ChunkCache {
         let mut sender = inner.assembly.sender.lock().expect("sender lock");
         let tx = sender.get_or_insert_with(|| start_worker(Arc::downgrade(inner)));
         if tx.send(chunks.to_vec()).is_err() {
-            inner
-                .assembly
-                .pending
-                .lock()
-                .expect("pending lock")
-                .remove(&key);
-            inner.metrics.assembly_queue.dec();
+            unqueue(inner, &key);
             return false;
         }
         true
     }
+}
+
+/// Ends a file's turn in the queue (assembled, given up or never sent).
+fn unqueue(inner: &Inner, key: &ChunkDigest) {
+    inner
+        .assembly
+        .pending
+        .lock()
+        .expect("pending lock")
+        .remove(key);
+    inner.metrics.assembly_queue.dec();
 }
 
 /// One thread assembles queued files one after the other (a background
@@ -120,14 +125,7 @@ fn work(cache: &Weak<Inner>, rx: &Receiver<Vec<ChunkRecord>>) {
             Ok(None) => tracing::debug!("not assembled: a chunk left the cache"),
             Err(e) => tracing::warn!("assembling a file of {} chunks: {e}", chunks.len()),
         }
-        let key = list_key(&chunks);
-        inner
-            .assembly
-            .pending
-            .lock()
-            .expect("pending lock")
-            .remove(&key);
-        inner.metrics.assembly_queue.dec();
+        unqueue(&inner, &list_key(&chunks));
     }
 }
 
