@@ -9,6 +9,10 @@
 #   - overlay over one lazy layer holding the same tree flattened (what a
 #     merged per-image view served by lazyfsd would give overlayfs)
 #   - the flattened lazy layer's FUSE directory itself, no overlay
+#   - composefs-style: an EROFS image of the tree's metadata (files empty,
+#     with overlay metacopy + redirect xattrs; bench/walk/erofs-meta-tree.py)
+#     as the lower dir and lazyfsd's mount as a data-only lower dir, so that
+#     metadata never reaches FUSE (Linux >= 6.5)
 # and the FUSE requests one walk sends, and the time inside them (the
 # fuse:fuse_request_send/end tracepoints, if perf can record them; a walk
 # under perf is itself slower). Run as root.
@@ -23,6 +27,7 @@ mkdir -p "$RESULTS"
 
 scripts/install-deps
 command -v perf >/dev/null || apt-get install -y -qq linux-perf >/dev/null || true
+command -v mkfs.erofs >/dev/null || apt-get install -y -qq erofs-utils >/dev/null
 cargo build --release --quiet --bin lazyctl --bin lazyfsd
 BIN=$PWD/target/release
 IMAGE=/var/cache/lazyfs/rbase-oci
@@ -32,7 +37,7 @@ FLAT=/var/cache/lazyfs/rbase-flat-oci
 WORK=$(mktemp -d /var/tmp/lazyfs-walk-bench.XXXXXX)
 DAEMON_PID=
 cleanup() {
-  for m in two one native-ov; do umount -l "$WORK/$m" 2>/dev/null || true; done
+  for m in two one native-ov cfs cfs-meta; do umount -l "$WORK/$m" 2>/dev/null || true; done
   [ -n "$DAEMON_PID" ] && kill "$DAEMON_PID" 2>/dev/null && wait "$DAEMON_PID" 2>/dev/null || true
   umount -l "$WORK/mnt" 2>/dev/null || true
   stop_registry
@@ -86,12 +91,31 @@ mount -t overlay overlay -o "lowerdir=$WORK/native,upperdir=$WORK/native-ov.uppe
 mount_overlay two two >/dev/null
 FUSE_DIR=$(mount_overlay one one)
 
-declare -A ROOT=([native]="$WORK/native" [native_ov]="$WORK/native-ov" [two]="$WORK/two" [one]="$WORK/one" [fuse]="$FUSE_DIR")
-SETUPS=(native native_ov two one fuse)
+# composefs-style: metadata from an EROFS image, data from the two lazy
+# layers as a data-only lower dir.
+mapfile -t TWO < <("$BIN/lazyctl" attach --socket "$WORK/lazyfsd.sock" --prefetch none "$REGISTRY/two:lazy")
+TOP_FIRST=(); for ((i=${#TWO[@]}-1; i>=0; i--)); do TOP_FIRST+=("$(basename "${TWO[$i]}")"); done
+mkdir "$WORK/meta"
+t0=$(date +%s.%N)
+META_FILES=$(python3 bench/walk/erofs-meta-tree.py "$WORK/native" "$WORK/meta" "$WORK/mnt" "${TOP_FIRST[@]}")
+META_TREE_SECS=$(echo "$(date +%s.%N) - $t0" | bc -l)
+t0=$(date +%s.%N)
+mkfs.erofs --quiet -zlz4hc "$WORK/meta.erofs" "$WORK/meta" >/dev/null
+MKFS_SECS=$(echo "$(date +%s.%N) - $t0" | bc -l)
+mkdir -p "$WORK/cfs-meta" "$WORK/cfs" "$WORK/cfs.upper" "$WORK/cfs.work"
+mount -t erofs -o loop,ro "$WORK/meta.erofs" "$WORK/cfs-meta"
+mount -t overlay overlay -o "lowerdir=$WORK/cfs-meta::$WORK/mnt,upperdir=$WORK/cfs.upper,workdir=$WORK/cfs.work,metacopy=on,redirect_dir=on" "$WORK/cfs"
+for f in usr/lib/R/lib/libR.so usr/bin/bash etc/passwd; do
+  cmp -s "$WORK/cfs/$f" "$WORK/native/$f" || { echo "composefs-style overlay reads $f wrong" >&2; exit 1; }
+done
+
+declare -A ROOT=([native]="$WORK/native" [native_ov]="$WORK/native-ov" [two]="$WORK/two" [one]="$WORK/one" [fuse]="$FUSE_DIR" [cfs]="$WORK/cfs")
+SETUPS=(native native_ov two one fuse cfs)
 declare -A NAME=([native]="native (local disk)" [native_ov]="native overlay (1 local lower)" [two]="overlay, 2 lazy layers (lazyrun today)" \
-  [one]="overlay, 1 lazy layer (merged view)" [fuse]="lazy layer dir, no overlay")
+  [one]="overlay, 1 lazy layer (merged view)" [fuse]="lazy layer dir, no overlay" \
+  [cfs]="overlay, EROFS metadata + lazy layers data-only (composefs-style)")
 listing() { (cd "$1" && find . | sort | md5sum); }
-for s in native_ov two one fuse; do
+for s in native_ov two one fuse cfs; do
   [ "$(listing "${ROOT[$s]}")" = "$(listing "${ROOT[native]}")" ] || { echo "$s lists a different tree" >&2; exit 1; }
 done
 
@@ -131,7 +155,7 @@ for line in sys.stdin:
         count[op] += 1
     elif req in sent:
         inside += t - sent.pop(req)
-ops = ", ".join(f"{n} {op[5:]}" for op, n in sorted(count.items()))
+ops = ", ".join(f"{n} {op[5:]}" for op, n in sorted(count.items())) or "none"
 print(f"{ops}; {inside:.3f} s inside requests")'
 }
 
@@ -139,6 +163,8 @@ print(f"{ops}; {inside:.3f} s inside requests")'
   echo "# Directory walks by layering — $(date -u +%Y-%m-%dT%H:%MZ)"
   echo
   echo "Image: r-base-like, $(find "$WORK/native" | wc -l) entries, $(find "$WORK/native" -type d | wc -l) directories; chunk cache warm; page caches dropped before every walk; $RUNS interleaved runs, median (min–max). Every setup lists the same tree (checked). The FUSE requests are counted in one more walk under perf."
+  echo
+  echo "composefs-style setup: metadata tree of $META_FILES files built in $(printf %.1f "$META_TREE_SECS") s (Python), EROFS image $(du -h "$WORK/meta.erofs" | cut -f1) in $(printf %.1f "$MKFS_SECS") s (mkfs.erofs, file data as lz4hc zeros); some files read back through it checked."
   for k in list stat; do
     echo
     echo "${WALK_NAME[$k]}:"
