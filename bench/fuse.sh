@@ -15,6 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/registry.sh
 . scripts/build-image.sh
+. bench/lazyfsd.sh
 RUNS=${1:-3}
 RESULTS=bench/results
 mkdir -p "$RESULTS"
@@ -42,31 +43,13 @@ fi
 "$BIN/lazyctl" convert "oci:$IMAGE_CACHE:latest" "$REGISTRY/r-base:lazy" --insecure "$REGISTRY" >/dev/null
 umoci raw unpack --image "$IMAGE_CACHE:latest" "$WORK/native" 2>/dev/null
 
-# lazyfsd with a given passthrough setting and read-ahead; the cache dir is
-# kept across restarts, so after the first start the chunk cache is warm.
+# lazyfsd with a given passthrough setting and read-ahead, and the overlay
+# of the image at $WORK/merged; the cache dir is kept across restarts, so
+# after the first start the chunk cache is warm.
 start_daemon() {
-  cat >"$WORK/config.toml" <<TOML
-cache_dir = "$WORK/cache"
-mountpoint = "$WORK/mnt"
-socket = "$WORK/lazyfsd.sock"
-quota = "20G"
-prefetch = "none"
-passthrough = $1
-read_ahead = "$2"
-[registry]
-insecure = ["$REGISTRY"]
-TOML
-  "$BIN/lazyfsd" --config "$WORK/config.toml" --notify-stdout >"$WORK/ready" 2>>"$WORK/lazyfsd.log" &
-  DAEMON_PID=$!
-  for _ in $(seq 300); do grep -q READY "$WORK/ready" 2>/dev/null && break; sleep 0.1; done
-  grep -q READY "$WORK/ready" || { echo "lazyfsd did not start"; cat "$WORK/lazyfsd.log"; exit 1; }
-  mapfile -t LAYERS < <("$BIN/lazyctl" attach --socket "$SOCK" --prefetch none "$REGISTRY/r-base:lazy")
-  [ ${#LAYERS[@]} -gt 0 ] || { echo "attach failed"; exit 1; }
-  LOWER=""
-  for ((i=${#LAYERS[@]}-1; i>=0; i--)); do LOWER+="${LAYERS[$i]//:/\\:}:"; done
-  rm -rf "$WORK/upper" "$WORK/work"
-  mkdir -p "$WORK/upper" "$WORK/work" "$WORK/merged"
-  mount -t overlay overlay -o "lowerdir=${LOWER%:},upperdir=$WORK/upper,workdir=$WORK/work" "$WORK/merged"
+  start_lazyfsd "passthrough = $1
+read_ahead = \"$2\""
+  overlay_of r-base:lazy "$WORK/merged" >/dev/null
 }
 stop_daemon() {
   umount "$WORK/merged"

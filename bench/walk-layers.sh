@@ -21,6 +21,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/registry.sh
+. bench/lazyfsd.sh
 RUNS=${1:-7}
 RESULTS=bench/results
 mkdir -p "$RESULTS"
@@ -62,34 +63,12 @@ start_registry "$WORK/registry"
 "$BIN/lazyctl" convert "oci:$FLAT:latest" "$REGISTRY/one:lazy" --insecure "$REGISTRY" >/dev/null
 umoci raw unpack --image "$IMAGE:latest" "$WORK/native" 2>/dev/null
 
-cat >"$WORK/config.toml" <<TOML
-cache_dir = "$WORK/cache"
-mountpoint = "$WORK/mnt"
-socket = "$WORK/lazyfsd.sock"
-quota = "20G"
-prefetch = "none"
-[registry]
-insecure = ["$REGISTRY"]
-TOML
-"$BIN/lazyfsd" --config "$WORK/config.toml" --notify-stdout >"$WORK/ready" 2>>"$WORK/lazyfsd.log" &
-DAEMON_PID=$!
-for _ in $(seq 300); do grep -q READY "$WORK/ready" 2>/dev/null && break; sleep 0.1; done
-grep -q READY "$WORK/ready" || { echo "lazyfsd did not start"; cat "$WORK/lazyfsd.log"; exit 1; }
+start_lazyfsd
 
-# Attaches IMAGE and mounts an overlay of its layers at $WORK/NAME; prints
-# the top layer's directory.
-mount_overlay() {
-  local name=$1 image=$2 lower="" layers
-  mapfile -t layers < <("$BIN/lazyctl" attach --socket "$WORK/lazyfsd.sock" --prefetch none "$REGISTRY/$image:lazy")
-  for ((i=${#layers[@]}-1; i>=0; i--)); do lower+="${layers[$i]//:/\\:}:"; done
-  mkdir -p "$WORK/$name" "$WORK/$name.upper" "$WORK/$name.work"
-  mount -t overlay overlay -o "lowerdir=${lower%:},upperdir=$WORK/$name.upper,workdir=$WORK/$name.work" "$WORK/$name"
-  echo "${layers[-1]}"
-}
 mkdir -p "$WORK/native-ov" "$WORK/native-ov.upper" "$WORK/native-ov.work"
 mount -t overlay overlay -o "lowerdir=$WORK/native,upperdir=$WORK/native-ov.upper,workdir=$WORK/native-ov.work" "$WORK/native-ov"
-mount_overlay two two >/dev/null
-FUSE_DIR=$(mount_overlay one one)
+overlay_of two:lazy "$WORK/two" >/dev/null
+FUSE_DIR=$(overlay_of one:lazy "$WORK/one")
 
 # composefs-style: metadata from an EROFS image, data from the two lazy
 # layers as a data-only lower dir.
