@@ -6,7 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{Lazyfsd, Overlay, lowerdirs, setup};
+use common::{Lazyfsd, Overlay, drop_pages, lowerdirs, setup};
 use lazy_testkit::images::{BIG_FILE_LEN, noise};
 use lazy_testkit::require_privileges;
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
@@ -38,13 +38,6 @@ impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = umount2(&self.0, MntFlags::MNT_DETACH);
     }
-}
-
-/// Drops the file's pages, so that the next read reaches lazyfsd.
-fn drop_pages(path: &Path) {
-    use nix::fcntl::{PosixFadviseAdvice, posix_fadvise};
-    let file = std::fs::File::open(path).unwrap();
-    posix_fadvise(&file, 0, 0, PosixFadviseAdvice::POSIX_FADV_DONTNEED).unwrap();
 }
 
 #[test]

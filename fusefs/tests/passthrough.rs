@@ -9,20 +9,12 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::path::Path;
 
-use common::{Lazyfsd, Overlay, lowerdirs, setup};
+use common::{Lazyfsd, Overlay, drop_pages, lowerdirs, setup};
 use lazy_fusefs::protocol::{Request, Response, StatsInfo};
 use lazy_testkit::images::{BIG_FILE_LEN, noise};
 use lazy_testkit::require_privileges;
-use nix::fcntl::{PosixFadviseAdvice, posix_fadvise};
 
 const MOTD: &[u8] = b"welcome to the lazy test image\n";
-
-/// Drops the file's pages from the page cache, so the next read must come
-/// from its backing file or from lazyfsd.
-fn drop_pages(path: &Path) {
-    let file = File::open(path).unwrap();
-    posix_fadvise(&file, 0, 0, PosixFadviseAdvice::POSIX_FADV_DONTNEED).unwrap();
-}
 
 fn read_all(file: &mut File) -> Vec<u8> {
     let mut data = Vec::new();

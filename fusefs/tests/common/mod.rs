@@ -172,3 +172,11 @@ pub fn umoci_unpack(layout: &std::path::Path, tag: &str, dir: &std::path::Path) 
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Drops a file's pages from the page cache, so that the next read must
+/// come from its backing file or from lazyfsd.
+pub fn drop_pages(path: &Path) {
+    use nix::fcntl::{PosixFadviseAdvice, posix_fadvise};
+    let file = std::fs::File::open(path).unwrap();
+    posix_fadvise(&file, 0, 0, PosixFadviseAdvice::POSIX_FADV_DONTNEED).unwrap();
+}
