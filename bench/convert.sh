@@ -18,17 +18,14 @@ RESULTS=bench/results
 mkdir -p "$RESULTS"
 
 scripts/install-deps
-cargo build --release --quiet --bin lazyctl
+. scripts/rust-toolchain.sh
+build_release lazyctl
 LAZYCTL=$PWD/target/release/lazyctl
 
 WORK=$(mktemp -d /var/tmp/lazyfs-bench.XXXXXX)
 trap 'stop_registry; rm -rf "$WORK"' EXIT
 start_registry "$WORK/registry"
-IMAGE_CACHE=/var/cache/lazyfs/rbase-oci
-if [ ! -f "$IMAGE_CACHE/index.json" ]; then
-  build_debian_image "/var/cache/lazyfs/debootstrap-$DEBIAN_SUITE" "$IMAGE_CACHE" latest \
-    r-base-core r-base-dev r-recommended littler ed less locales vim-tiny wget ca-certificates
-fi
+IMAGE_CACHE=$(rbase_image)
 skopeo copy --quiet --dest-tls-verify=false "oci:$IMAGE_CACHE:latest" "docker://$REGISTRY/r-base:latest"
 SRC=$REGISTRY/r-base:latest
 

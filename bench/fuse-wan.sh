@@ -15,13 +15,15 @@ ROOT=$PWD
 N=${1:-300}
 [[ $N =~ ^[1-9][0-9]{0,3}$ ]] || { echo "usage: $0 [N 1-9999]" >&2; exit 2; }
 BIN=${LAZYFS_BIN:-$ROOT/target/release}
-IMAGE_OCI=/var/cache/lazyfs/rbase-oci
 REG=10.77.1.2:5000
 NS_CLI=/run/netns/lzwan-cli
 WAN=$ROOT/bench/wan/wan.sh
 [ "$(id -u)" -eq 0 ] || { echo "run as root" >&2; exit 1; }
-[ -f "$IMAGE_OCI/index.json" ] || { echo "no image at $IMAGE_OCI: run bench/convert.sh once" >&2; exit 1; }
-if [ ! -x "$BIN/lazyfsd" ]; then cargo build --release --quiet --bin lazyctl --bin lazyfsd; fi
+. scripts/build-image.sh
+. scripts/rust-toolchain.sh
+scripts/install-deps
+IMAGE_OCI=$(rbase_image)
+if [ ! -x "$BIN/lazyfsd" ]; then build_release lazyctl lazyfsd; fi
 bench/wan/install-deps.sh >/dev/null
 
 WORK=$(mktemp -d /var/tmp/fuse-wan.XXXXXX)

@@ -21,7 +21,8 @@ RESULTS=bench/results
 mkdir -p "$RESULTS"
 
 scripts/install-deps
-cargo build --release --quiet --bin lazyctl --bin lazyfsd
+. scripts/rust-toolchain.sh
+build_release lazyctl lazyfsd
 BIN=$PWD/target/release
 
 WORK=$(mktemp -d /var/tmp/lazyfs-fuse-bench.XXXXXX)
@@ -35,11 +36,7 @@ cleanup() {
 }
 trap cleanup EXIT
 start_registry "$WORK/registry"
-IMAGE_CACHE=/var/cache/lazyfs/rbase-oci
-if [ ! -f "$IMAGE_CACHE/index.json" ]; then
-  build_debian_image "/var/cache/lazyfs/debootstrap-$DEBIAN_SUITE" "$IMAGE_CACHE" latest \
-    r-base-core r-base-dev r-recommended littler ed less locales vim-tiny wget ca-certificates
-fi
+IMAGE_CACHE=$(rbase_image)
 "$BIN/lazyctl" convert "oci:$IMAGE_CACHE:latest" "$REGISTRY/r-base:lazy" --insecure "$REGISTRY" >/dev/null
 umoci raw unpack --image "$IMAGE_CACHE:latest" "$WORK/native" 2>/dev/null
 

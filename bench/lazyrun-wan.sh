@@ -14,8 +14,8 @@
 # The registry (Debian docker-registry) runs in lzwan-reg; lazyfsd, lazyrun,
 # skopeo and curl run in lzwan-cli's network namespace but in the host's mount
 # namespace (nsenter --net), so FUSE and overlay mounts see each other.
-# Run as root. Uses prebuilt binaries ($LAZYFS_BIN, default
-# /var/tmp/lazyfs-bench-bin; built with cargo into target/release if absent).
+# Run as root. Uses the binaries in $LAZYFS_BIN (default target/release, built
+# with cargo there).
 #
 #   bench/lazyrun-wan.sh [RUNS]       default 3; results in bench/results/lazyrun-wan-<date>.md
 #
@@ -34,8 +34,7 @@ VARIANTS=${LZB_VARIANTS:-1}
 PULLS=${LZB_PULLS:-1}
 WARM=${LZB_WARM:-1}
 DEADLINE=$((SECONDS + ${LZB_MAX_SECONDS:-3600}))
-BIN=${LAZYFS_BIN:-/var/tmp/lazyfs-bench-bin}
-IMAGE_OCI=/var/cache/lazyfs/rbase-oci
+BIN=${LAZYFS_BIN:-$ROOT/target/release}
 REG=10.77.1.2:5000
 NS_CLI=/run/netns/lzwan-cli NS_RT=/run/netns/lzwan-rt
 WAN=$ROOT/bench/wan/wan.sh
@@ -50,11 +49,10 @@ bench/wan/install-deps.sh
 for t in skopeo umoci pigz docker-registry curl jq nsenter unshare python3 tc; do
   command -v "$t" >/dev/null || { echo "missing $t" >&2; exit 1; }
 done
-[ -f "$IMAGE_OCI/index.json" ] || { echo "no image at $IMAGE_OCI: run bench/convert.sh once (it builds it)" >&2; exit 1; }
-if [ ! -x "$BIN/lazyrun" ]; then
-  cargo build --release --quiet --bin lazyctl --bin lazyfsd --bin lazyrun
-  BIN=$ROOT/target/release
-fi
+. scripts/build-image.sh
+. scripts/rust-toolchain.sh
+IMAGE_OCI=$(rbase_image)
+[ -n "${LAZYFS_BIN:-}" ] || build_release lazyctl lazyfsd lazyrun
 mkdir -p "$RESULTS"
 
 WORK=$(mktemp -d /var/tmp/lazyrun-wan.XXXXXX)

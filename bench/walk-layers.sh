@@ -21,6 +21,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/registry.sh
+. scripts/build-image.sh
 . bench/lazyfsd.sh
 RUNS=${1:-7}
 RESULTS=bench/results
@@ -29,11 +30,11 @@ mkdir -p "$RESULTS"
 scripts/install-deps
 command -v perf >/dev/null || apt-get install -y -qq linux-perf >/dev/null || true
 command -v mkfs.erofs >/dev/null || apt-get install -y -qq erofs-utils >/dev/null
-cargo build --release --quiet --bin lazyctl --bin lazyfsd
+. scripts/rust-toolchain.sh
+build_release lazyctl lazyfsd
 BIN=$PWD/target/release
-IMAGE=/var/cache/lazyfs/rbase-oci
-FLAT=/var/cache/lazyfs/rbase-flat-oci
-[ -f "$IMAGE/index.json" ] || { echo "no $IMAGE: run bench/fuse.sh once to build it" >&2; exit 1; }
+IMAGE=$(rbase_image)
+FLAT=$LAZYFS_DEMO_CACHE/rbase-flat-oci
 
 WORK=$(mktemp -d /var/tmp/lazyfs-walk-bench.XXXXXX)
 DAEMON_PID=
@@ -49,12 +50,13 @@ trap cleanup EXIT
 # The same tree as one layer: unpack, copy into a fresh image, repack.
 if [ ! -f "$FLAT/index.json" ]; then
   umoci unpack --image "$IMAGE:latest" "$WORK/full" >/dev/null
-  rm -rf "$FLAT"
-  umoci init --layout "$FLAT"
-  umoci new --image "$FLAT:latest"
-  umoci unpack --image "$FLAT:latest" "$WORK/flat" >/dev/null
+  rm -rf "$FLAT.partial"
+  umoci init --layout "$FLAT.partial"
+  umoci new --image "$FLAT.partial:latest"
+  umoci unpack --image "$FLAT.partial:latest" "$WORK/flat" >/dev/null
   cp -a "$WORK/full/rootfs/." "$WORK/flat/rootfs/"
-  umoci repack --image "$FLAT:latest" "$WORK/flat" >/dev/null
+  umoci repack --image "$FLAT.partial:latest" "$WORK/flat" >/dev/null
+  mv "$FLAT.partial" "$FLAT"
   rm -rf "$WORK/full" "$WORK/flat"
 fi
 
