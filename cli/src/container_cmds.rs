@@ -4,9 +4,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::bail;
 use clap::Args;
-use lazy_fusefs::config::{DEFAULT_CONFIG, DaemonConfig};
+use lazy_control::config::{DEFAULT_CONFIG, DaemonConfig};
 
-use crate::containers::{ContainerState, ContainerStore};
+use lazy_runtime::containers::{ContainerState, ContainerStore};
 
 /// List containers (running ones; all with -a).
 #[derive(Debug, Args)]

@@ -5,7 +5,8 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Args;
-use lazy_convert::{ConvertOptions, ConvertReport, ImageStore, convert_image};
+use lazy_convert::{ConvertOptions, ConvertReport, convert_image};
+use lazy_image::ImageStore;
 use lazy_oci::ImageLocation;
 
 use crate::progress::{ConvertBar, short};

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use lazy_fusefs::client::ControlClient;
-use lazy_fusefs::config::{DEFAULT_CONFIG, DaemonConfig};
+use lazy_control::ControlClient;
+use lazy_control::config::{DEFAULT_CONFIG, DaemonConfig};
 
 /// Where the daemon listens.
 #[derive(Debug, Clone, Args)]

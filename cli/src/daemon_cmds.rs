@@ -1,9 +1,8 @@
 //! `lazyctl attach | detach | ls | cache …`: requests to lazyfsd.
 
 use clap::{Args, Subcommand};
-use lazy_fusefs::protocol::{
-    LayerInfo, PrefetchMode, PullPolicy, RegistryCredentials, Request, Response,
-};
+use lazy_control::AttachOptions;
+use lazy_control::protocol::{LayerInfo, PrefetchMode, PullPolicy, RegistryCredentials};
 
 use crate::daemon_args::DaemonArgs;
 use crate::progress::short;
@@ -106,24 +105,18 @@ pub fn attach(args: AttachArgs) -> anyhow::Result<()> {
         }),
         None => None,
     };
-    let request = match &args.layer {
-        Some(digest) => Request::AttachLayer {
-            image: args.image.clone(),
-            digest: digest.clone(),
-            credentials,
-        },
-        None => Request::Attach {
-            image: args.image.clone(),
-            pin: args.pin,
-            prefetch: args.prefetch,
-            with_config: false,
-            pull: PullPolicy::Always,
-            credentials,
-        },
-    };
-    let response = args.daemon.client()?.call(&request)?;
-    let Response::Layers(layers) = response else {
-        anyhow::bail!("unexpected answer {response:?}")
+    let client = args.daemon.client()?;
+    let layers = match &args.layer {
+        Some(digest) => vec![client.attach_layer(&args.image, digest, credentials)?],
+        None => {
+            let options = AttachOptions {
+                pin: args.pin,
+                prefetch: args.prefetch,
+                pull: PullPolicy::Always,
+                credentials,
+            };
+            client.attach(&args.image, options)?.layers
+        }
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&layers)?);
@@ -137,18 +130,13 @@ pub fn attach(args: AttachArgs) -> anyhow::Result<()> {
 
 /// `lazyctl detach`.
 pub fn detach(args: DetachArgs) -> anyhow::Result<()> {
-    args.daemon.client()?.call(&Request::Detach {
-        target: args.target,
-    })?;
+    args.daemon.client()?.detach(&args.target)?;
     Ok(())
 }
 
 /// `lazyctl ls`.
 pub fn ls(args: LsArgs) -> anyhow::Result<()> {
-    let response = args.daemon.client()?.call(&Request::List)?;
-    let Response::Layers(layers) = response else {
-        anyhow::bail!("unexpected answer {response:?}")
-    };
+    let layers = args.daemon.client()?.list()?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&layers)?);
         return Ok(());
@@ -181,9 +169,7 @@ pub fn cache(args: CacheArgs) -> anyhow::Result<()> {
     let client = args.daemon.client()?;
     match args.command {
         CacheCommand::Stats { json } => {
-            let Response::Stats(s) = client.call(&Request::Stats)? else {
-                anyhow::bail!("unexpected answer")
-            };
+            let s = client.stats()?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&s)?);
             } else {
@@ -215,17 +201,11 @@ pub fn cache(args: CacheArgs) -> anyhow::Result<()> {
             }
         }
         CacheCommand::Gc { keep } => {
-            let Response::Removed { chunks, removed } =
-                client.call(&Request::Gc { target_bytes: keep })?
-            else {
-                anyhow::bail!("unexpected answer")
-            };
+            let (chunks, removed) = client.gc(keep)?;
             println!("evicted {chunks} chunks ({})", human(removed));
         }
         CacheCommand::Verify => {
-            let Response::Removed { chunks, removed } = client.call(&Request::Verify)? else {
-                anyhow::bail!("unexpected answer")
-            };
+            let (chunks, removed) = client.verify()?;
             println!("verified {chunks} chunks, removed {removed} corrupt");
             if removed > 0 {
                 anyhow::bail!("{removed} corrupt chunks were found and removed");
@@ -237,12 +217,5 @@ pub fn cache(args: CacheArgs) -> anyhow::Result<()> {
 
 /// Parses `--prefetch`: none, record or all.
 pub fn parse_prefetch(text: &str) -> Result<PrefetchMode, String> {
-    match text {
-        "none" => Ok(PrefetchMode::None),
-        "record" => Ok(PrefetchMode::Record),
-        "all" => Ok(PrefetchMode::All),
-        _ => Err(format!(
-            "unknown prefetch mode {text:?}: use none, record or all"
-        )),
-    }
+    text.parse()
 }

@@ -2,8 +2,8 @@
 
 use anyhow::Context;
 use clap::Args;
-use lazy_convert::{ImageInspection, ImageStore, inspect_image};
 use lazy_format::LayerStats;
+use lazy_image::{ImageInspection, ImageStore, inspect_image};
 use lazy_oci::ImageLocation;
 
 use crate::convert::percent;

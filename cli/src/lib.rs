@@ -6,7 +6,6 @@
 #![allow(rustdoc::broken_intra_doc_links)]
 
 pub mod container_cmds;
-pub mod containers;
 pub mod convert;
 pub mod daemon_args;
 pub mod daemon_cmds;
@@ -17,7 +16,16 @@ pub mod record;
 pub mod registry_args;
 pub mod unpack;
 
-pub use lazy_fusefs::size;
+pub use lazy_control::size;
+
+/// The exit status for a failed command: the kind's status from
+/// [`lazy_control::ErrorKind::mapping`] when lazyfsd's answer (or its
+/// absence) caused it, else 1.
+pub fn exit_status(err: &anyhow::Error) -> u8 {
+    err.chain()
+        .find_map(|e| e.downcast_ref::<lazy_control::ClientError>())
+        .map_or(1, |e| e.kind().mapping().exit_code)
+}
 
 /// Sets up logging to stderr: `RUST_LOG` if set, else warnings (or debug
 /// with `verbose`).

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
+use lazy_control::RegistryConfig;
 use lazy_oci::{ClientOptions, RegistryClient};
 
 /// How to reach registries.
@@ -35,6 +36,26 @@ pub struct RegistryArgs {
 }
 
 impl RegistryArgs {
+    /// A client configured from these options and lazyfsd's `[registry]`
+    /// settings: insecure hosts from both, mirrors and docker config from
+    /// the file unless given here.
+    pub fn client_with(&self, config: &RegistryConfig) -> anyhow::Result<RegistryClient> {
+        let mut insecure = config.insecure.clone();
+        insecure.extend(self.insecure.iter().cloned());
+        let opts = ClientOptions {
+            insecure_hosts: insecure,
+            timeout: Duration::from_secs(self.timeout.max(1)),
+            retries: self.retries,
+            docker_config: self
+                .docker_config
+                .clone()
+                .or_else(|| config.docker_config.clone()),
+            mirrors: config.mirrors.clone().into_iter().collect(),
+            ..ClientOptions::default()
+        };
+        Ok(RegistryClient::new(opts)?)
+    }
+
     /// A client configured from these options.
     pub fn client(&self) -> anyhow::Result<RegistryClient> {
         let opts = ClientOptions {

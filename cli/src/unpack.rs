@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use lazy_convert::{ImageStore, unpack_image};
+use lazy_convert::unpack_image;
+use lazy_image::ImageStore;
 use lazy_oci::ImageLocation;
 
 use crate::registry_args::RegistryArgs;

@@ -4,7 +4,8 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{lazyctl_err, lazyctl_ok, skopeo_push, write_sample};
+use common::{lazyctl_fails_with, lazyctl_ok, skopeo_push, write_sample};
+use lazy_control::ErrorKind;
 use lazy_testkit::daemon::{DaemonFiles, DaemonProcess};
 use lazy_testkit::registry::TestRegistry;
 use lazy_testkit::require_privileges;
@@ -39,7 +40,8 @@ fn privileged_attach_ls_cache_detach() {
 
     let files = DaemonFiles::write(&work.path().join("d"), &host, "");
     let socket = files.socket.to_str().unwrap().to_owned();
-    let err = lazyctl_err(&["ls", "--socket", &socket]);
+    let unreachable = ErrorKind::Unreachable.mapping().exit_code;
+    let err = lazyctl_fails_with(&["ls", "--socket", &socket], unreachable);
     assert!(err.contains("lazyfsd is not running"), "{err}");
     let _daemon = DaemonProcess::start(&lazyfsd_binary(), files);
 
@@ -80,8 +82,22 @@ fn privileged_attach_ls_cache_detach() {
         !PathBuf::from(paths[0]).exists(),
         "detached layer is gone from the mount"
     );
-    let err = lazyctl_err(&["detach", "--socket", &socket, &image]);
+    let not_found = ErrorKind::NotFound.mapping().exit_code;
+    let err = lazyctl_fails_with(&["detach", "--socket", &socket, &image], not_found);
     assert!(err.contains("nothing attached"), "{err}");
+    // A plain image is refused with its own kind, named in the message.
+    let plain = format!("{host}/sample:v1");
+    let not_lazy = ErrorKind::NotLazy.mapping().exit_code;
+    let err = lazyctl_fails_with(&["attach", "--socket", &socket, &plain], not_lazy);
+    assert!(
+        err.contains(&plain) && err.contains("not a lazy image"),
+        "{err}"
+    );
+    let missing = format!("{host}/sample:no-such-tag");
+    let err = lazyctl_fails_with(&["attach", "--socket", &socket, &missing], 66);
+    assert!(err.contains("no-such-tag"), "{err}");
+    let invalid = ErrorKind::InvalidRequest.mapping().exit_code;
+    lazyctl_fails_with(&["attach", "--socket", &socket, "UPPER/Case::x"], invalid);
 }
 
 #[test]
@@ -105,14 +121,14 @@ fn privileged_record_then_prefetch_the_startup_set() {
     let recorded = {
         let files = DaemonFiles::write(&work.path().join("rec"), &host, "");
         let socket = files.socket.to_str().unwrap().to_owned();
+        let config = files.config.to_str().unwrap().to_owned();
         let _daemon = DaemonProcess::start(&lazyfsd_binary(), files);
+        // The registry is insecure in the daemon's config: record reads it there.
         let record = || {
             lazyctl_ok(&[
                 "record",
-                "--socket",
-                &socket,
-                "--insecure",
-                &host,
+                "--config",
+                &config,
                 &image,
                 "--",
                 "/bin/sh",

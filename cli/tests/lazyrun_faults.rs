@@ -5,8 +5,8 @@ mod lazyrun_host;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use lazy_fusefs::client::ControlClient;
-use lazy_fusefs::protocol::{PullPolicy, Request, Response};
+use lazy_control::ControlClient;
+use lazy_control::protocol::{PullPolicy, Request, Response};
 use lazy_testkit::images::{BIG_FILE_LEN, base_layer, noise};
 use lazy_testkit::layout::{TestCompression, write_oci_image};
 use lazy_testkit::registry::TestRegistry;

@@ -1,23 +1,19 @@
 //! Wiring: cache, registry client, FUSE session, control socket, metrics.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use fuser::{Config, MountOption, SessionACL};
-use lazy_cache::{CacheConfig, CacheMetrics, ChunkCache, MetaStore};
+use lazy_cache::{CacheConfig, CacheMetrics, ChunkCache};
 use lazy_oci::{ClientOptions, RegistryClient};
 
-use crate::attached::AttachList;
-use crate::client::ControlClient;
-use crate::config::DaemonConfig;
+use lazy_control::{ControlClient, DaemonConfig};
+
 use crate::fuse::LazyFuse;
-use crate::images::LocalImages;
-use crate::passthrough::BackingTable;
-use crate::recorder::Recorder;
-use crate::state::DaemonState;
-use crate::view::LayerTable;
+use crate::fuse::passthrough::BackingTable;
+use crate::state::{DaemonState, StateParts};
 
 /// Runs lazyfsd until SIGINT or SIGTERM; calls `ready` once the mount and
 /// the control socket are up.
@@ -54,22 +50,17 @@ pub fn run(config: &DaemonConfig, ready: impl FnOnce()) -> anyhow::Result<()> {
         mirrors: config.registry.mirrors.clone().into_iter().collect(),
         ..ClientOptions::default()
     })?;
-    let state = Arc::new(DaemonState {
-        table: Arc::new(LayerTable::default()),
-        meta_store: MetaStore::open(&config.cache_dir)?,
-        attached: Mutex::new(AttachList::load(&config.cache_dir)),
-        notifier: Mutex::new(None),
-        mountpoint: config.mountpoint.clone(),
+    let parts = StateParts {
         cache: cache.clone(),
         metrics,
         client,
         attached_gauge,
         prefetch_default: config.prefetch,
-        recorder: Arc::new(Recorder::default()),
-        images: LocalImages::open(&config.cache_dir)
-            .with_context(|| format!("opening {}", config.cache_dir.display()))?,
-    });
-    state.restore();
+    };
+    let state = Arc::new(
+        DaemonState::open(&config.cache_dir, &config.mountpoint, parts)
+            .with_context(|| format!("opening the state in {}", config.cache_dir.display()))?,
+    );
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
@@ -77,10 +68,10 @@ pub fn run(config: &DaemonConfig, ready: impl FnOnce()) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let fs = LazyFuse {
-        table: Arc::clone(&state.table),
+        table: state.table(),
         cache,
         runtime: runtime.handle().clone(),
-        recorder: Arc::clone(&state.recorder),
+        recorder: state.recorder(),
         passthrough: config.passthrough.then(BackingTable::default),
         zero_message_opendir: false,
         zero_message_open: false,
@@ -100,7 +91,7 @@ pub fn run(config: &DaemonConfig, ready: impl FnOnce()) -> anyhow::Result<()> {
     let session = fuser::Session::new(fs, &config.mountpoint, &fuse_config)
         .with_context(|| format!("mounting FUSE at {}", config.mountpoint.display()))?;
     let background = session.spawn().context("starting the FUSE session")?;
-    *state.notifier.lock().expect("notifier lock") = Some(background.notifier());
+    state.set_notifier(background.notifier());
     let read_ahead = config.read_ahead_kib().map_err(anyhow::Error::msg)?;
     if let Err(e) = set_read_ahead(&config.mountpoint, read_ahead) {
         tracing::warn!("cannot set read-ahead to {read_ahead} KiB: {e:#}");

@@ -2,29 +2,26 @@
 //! attached lazy layer is a directory `<mnt>/<layer digest>/`, its content
 //! fetched on first read into the host-shared [`lazy_cache::ChunkCache`].
 //!
-//! The FUSE adapter ([`fuse`]) is thin: the filesystem view is computed by
-//! [`view::LayerTable`] from the attached layers' metadata; reads go to the
-//! cache, which fetches through a [`source::RegistrySource`] per layer.
-//! Clients drive the daemon over a unix socket ([`protocol`], [`client`]).
+//! The parts:
+//! - `fuse`: the thin fuser adapter; the filesystem view is computed from the
+//!   attached layers' metadata, reads go to the cache, which fetches through
+//!   a `source::RegistrySource` per layer.
+//! - `control`: the control socket server, speaking [`lazy_control`]'s
+//!   protocol; every failure leaves it as a typed [`lazy_control::ControlError`].
+//! - `state`: the daemon's state and operations (attach, detach, …) and what
+//!   it persists (attached layers, images attached before).
+//! - `prefetch`, `recorder`: fetching ahead of readers, recording reads.
+//!
+//! Clients use [`lazy_control`], never this crate: it exports only what the
+//! `lazyfsd` binary needs.
 
-pub mod attach;
-pub mod attached;
-pub mod client;
-pub mod config;
-pub mod control;
-pub mod daemon;
-pub mod error;
-pub mod fuse;
-pub mod images;
-pub mod inode;
-pub mod layer;
-pub mod metrics_http;
-pub mod overlay;
-pub mod passthrough;
-pub mod prefetch;
-pub mod protocol;
-pub mod recorder;
-pub mod size;
-pub mod source;
-pub mod state;
-pub mod view;
+mod control;
+mod daemon;
+mod fuse;
+mod metrics_http;
+mod prefetch;
+mod recorder;
+mod source;
+mod state;
+
+pub use daemon::run;

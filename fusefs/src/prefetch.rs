@@ -6,23 +6,10 @@ use std::sync::Arc;
 use lazy_cache::ChunkCache;
 use lazy_format::{ChunkRecord, PrefetchRecord};
 
-use crate::layer::AttachedLayer;
+use crate::fuse::layer::AttachedLayer;
 
 /// Span of one background batch when fetching whole layers.
 const BATCH_BYTES: u64 = 8 << 20;
-
-/// What to fetch after an attach.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PrefetchMode {
-    /// Nothing: fetch on first read only.
-    None,
-    /// The image's prefetch record, if it has one.
-    #[default]
-    Record,
-    /// The record, then every other chunk of the image at low priority.
-    All,
-}
 
 /// Stored bytes of one prefetch wave: a few round trips' worth of data on a
 /// slow link, so that the chunks read first arrive first.

@@ -6,7 +6,7 @@ mod common;
 use std::io::{Read, Write};
 
 use common::{Lazyfsd, convert_into_registry, convert_with};
-use lazy_fusefs::protocol::{PullPolicy, RegistryCredentials, Request, Response};
+use lazy_control::protocol::{PullPolicy, RegistryCredentials, Request, Response};
 use lazy_oci::ClientOptions;
 use lazy_testkit::images::write_sample_image;
 use lazy_testkit::layout::{TestCompression, digest_of};

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::{Lazyfsd, Overlay, convert_into_registry, lowerdirs, setup, umoci_unpack};
-use lazy_fusefs::protocol::LayerInfo;
+use lazy_control::protocol::LayerInfo;
 use lazy_testkit::images::{BIG_FILE_LEN, noise};
 use lazy_testkit::layout::{TestCompression, write_oci_image};
 use lazy_testkit::require_privileges;
@@ -188,12 +188,12 @@ fn privileged_kill_9_under_parallel_readers_then_restart() {
     daemon.spawn();
     let verify = daemon
         .client()
-        .call(&lazy_fusefs::protocol::Request::Verify)
+        .call(&lazy_control::protocol::Request::Verify)
         .unwrap();
     assert!(
         matches!(
             verify,
-            lazy_fusefs::protocol::Response::Removed { removed: 0, .. }
+            lazy_control::protocol::Response::Removed { removed: 0, .. }
         ),
         "every cached chunk verifies: {verify:?}"
     );
@@ -310,7 +310,7 @@ fn privileged_prefetch_all_fetches_the_whole_image_in_the_background() {
     require_privileges!();
     let s = setup();
     let daemon = Lazyfsd::start(&s.work.path().join("d"), &s.registry.host(), "");
-    let layers = daemon.attach_with(&s.image, lazy_fusefs::protocol::PrefetchMode::All);
+    let layers = daemon.attach_with(&s.image, lazy_control::protocol::PrefetchMode::All);
     let distinct: std::collections::HashSet<lazy_format::ChunkDigest> = layers
         .iter()
         .flat_map(|l| {

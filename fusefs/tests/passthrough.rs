@@ -10,7 +10,7 @@ use std::io::{Read, Write};
 use std::path::Path;
 
 use common::{Lazyfsd, Overlay, drop_pages, lowerdirs, setup};
-use lazy_fusefs::protocol::{Request, Response, StatsInfo};
+use lazy_control::protocol::{Request, Response, StatsInfo};
 use lazy_testkit::images::{BIG_FILE_LEN, noise};
 use lazy_testkit::require_privileges;
 

@@ -36,11 +36,13 @@ impl DaemonFiles {
         };
         let text = format!(
             "cache_dir = {:?}\nmountpoint = {:?}\nsocket = {:?}\nlog_file = {:?}\n{extra}\n\
-             [registry]\ninsecure = [{insecure:?}]\nretries = 0\ntimeout_secs = 5\n",
+             [registry]\ninsecure = [{insecure:?}]\nretries = 0\ntimeout_secs = 5\n\
+             [run]\ncontainers_dir = {:?}\n",
             dir.join("cache"),
             files.mountpoint,
             files.socket,
             dir.join("lazyfsd.log"),
+            dir.join("containers"),
         );
         std::fs::write(&files.config, text).expect("daemon config");
         files

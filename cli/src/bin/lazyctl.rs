@@ -37,6 +37,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // `lazyctl record` runs containers the way lazyrun does, with this
+    // binary re-executed as their init: it must take over first.
+    lazy_runtime::init_main_if_requested();
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -61,7 +64,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("lazyctl: error: {err:#}");
-            ExitCode::FAILURE
+            ExitCode::from(lazy_cli::exit_status(&err))
         }
     }
 }

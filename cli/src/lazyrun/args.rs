@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
-use lazy_fusefs::config::DEFAULT_CONFIG;
-use lazy_fusefs::protocol::{PrefetchMode, PullPolicy};
+use lazy_control::config::DEFAULT_CONFIG;
+use lazy_control::protocol::{PrefetchMode, PullPolicy};
 
 /// Run a command in a new container from a lazy image, without pulling it.
 ///

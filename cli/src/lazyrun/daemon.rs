@@ -5,16 +5,16 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use lazy_fusefs::client::ControlClient;
-use lazy_fusefs::config::DaemonConfig;
-use lazy_fusefs::protocol::{Request, Response};
+use lazy_control::ControlClient;
+use lazy_control::config::DaemonConfig;
+use lazy_control::protocol::Request;
 
 /// A client of the host's lazyfsd; starts `lazyfsd --daemon` with the same
 /// configuration file first when nothing answers on its socket.
 pub fn ensure_daemon(config: &DaemonConfig, config_path: &Path) -> anyhow::Result<ControlClient> {
     // Attaching fetches metadata of every layer: allow it time.
     let client = ControlClient::new(&config.socket, Duration::from_secs(300));
-    if matches!(client.call(&Request::Ping), Ok(Response::Ok)) {
+    if client.is_up() {
         return Ok(client);
     }
     let binary = lazyfsd_binary();
@@ -34,9 +34,9 @@ pub fn ensure_daemon(config: &DaemonConfig, config_path: &Path) -> anyhow::Resul
         );
     }
     match client.call(&Request::Ping) {
-        Ok(Response::Ok) => Ok(client),
-        other => bail!(
-            "lazyfsd started but does not answer on {}: {other:?}",
+        Ok(_) => Ok(client),
+        Err(e) => bail!(
+            "lazyfsd started but does not answer on {}: {e}",
             config.socket.display()
         ),
     }

@@ -1,21 +1,20 @@
 //! `lazyrun`: run a container from a lazy image (see [`args::RunArgs`]).
 
 pub mod args;
-pub mod command;
 mod daemon;
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use lazy_fusefs::config::{DEFAULT_CONFIG, DaemonConfig};
-use lazy_fusefs::overlay::OverlayMount;
-use lazy_fusefs::protocol::{AttachedImage, Request, Response};
+use lazy_control::config::{DEFAULT_CONFIG, DaemonConfig};
+use lazy_control::{AttachOptions, AttachedImage, ControlClient};
 use lazy_oci::spec::ImageConfiguration;
+use lazy_runtime::overlay::OverlayMount;
 use lazy_runtime::{BindMount, ContainerSpec, NetworkMode, Resources, RuntimeError};
 
-use crate::containers::{ContainerRecord, ContainerStore};
 use args::{Network, RunArgs, RuntimeKind};
-use command::{ProcessOptions, env_file, env_option, process};
+use lazy_runtime::containers::{ContainerRecord, ContainerStore};
+use lazy_runtime::process::{Process, ProcessOptions, env_file, env_option, process};
 
 /// lazyrun's own failures (docker's code for them).
 const EXIT_LAZYRUN_FAILED: i32 = 125;
@@ -33,8 +32,36 @@ pub fn main(args: RunArgs) -> i32 {
 }
 
 fn run(args: &RunArgs) -> anyhow::Result<i32> {
-    let explicit = args.config.as_os_str() != DEFAULT_CONFIG;
-    let config = DaemonConfig::load(&args.config, explicit)?;
+    let config = load_config(&args.config)?;
+    let prepared = prepare(args, config)?;
+    run_prepared(args, prepared)
+}
+
+/// The configuration file `path` (the default one may be absent).
+pub fn load_config(path: &Path) -> anyhow::Result<DaemonConfig> {
+    let explicit = path.as_os_str() != DEFAULT_CONFIG;
+    Ok(DaemonConfig::load(path, explicit)?)
+}
+
+/// A container with everything decided that can be before its process
+/// starts: the image attached (lazyfsd started if need be), the process as
+/// docker's rules make it from the image config and the options.
+pub struct Prepared {
+    config: DaemonConfig,
+    /// The daemon that attached the image.
+    pub daemon: ControlClient,
+    /// The image, as resolved against the default registry.
+    pub image: String,
+    attached: AttachedImage,
+    proc: Process,
+    binds: Vec<BindMount>,
+    resources: Resources,
+}
+
+/// Checks the options, attaches the image and decides the process: all of
+/// `lazyrun` before the container exists. `lazyctl record` runs through
+/// here and [`run_prepared`] too, so it records what `lazyrun` reads.
+pub fn prepare(args: &RunArgs, config: DaemonConfig) -> anyhow::Result<Prepared> {
     let resources = resources(args)?;
     let binds = args
         .volume
@@ -51,18 +78,12 @@ fn run(args: &RunArgs) -> anyhow::Result<i32> {
     let image = resolve_image(&args.image, &config.run.default_registry);
 
     let daemon = daemon::ensure_daemon(&config, &args.config)?;
-    let attach = Request::Attach {
-        image: image.clone(),
-        pin: false,
+    let options = AttachOptions {
         prefetch: args.prefetch,
-        with_config: true,
         pull: args.pull,
-        credentials: None,
+        ..AttachOptions::default()
     };
-    let attached: AttachedImage = match daemon.call(&attach)? {
-        Response::Image(image) => image,
-        other => bail!("unexpected answer from lazyfsd: {other:?}"),
-    };
+    let attached = daemon.attach(&image, options)?;
     let image_config: ImageConfiguration = serde_json::from_str(&attached.config)
         .with_context(|| format!("{image}: the image config is not valid"))?;
     let proc = process(
@@ -75,7 +96,29 @@ fn run(args: &RunArgs) -> anyhow::Result<i32> {
             user: args.user.as_deref(),
         },
     )?;
+    Ok(Prepared {
+        config,
+        daemon,
+        image,
+        attached,
+        proc,
+        binds,
+        resources,
+    })
+}
 
+/// Creates the container, runs it to its end and removes it with `--rm`;
+/// returns its exit code.
+pub fn run_prepared(args: &RunArgs, prepared: Prepared) -> anyhow::Result<i32> {
+    let Prepared {
+        config,
+        daemon,
+        image,
+        attached,
+        proc,
+        binds,
+        resources,
+    } = prepared;
     let failures_before = verification_failures(&daemon);
     let store = ContainerStore::new(&config.run.containers_dir);
     let mut record = store.create(args.name.as_deref(), &image, &proc.args)?;
@@ -175,11 +218,8 @@ fn run_in_overlay(
 }
 
 /// The daemon's verification failure counter (host-wide), if it answers.
-fn verification_failures(daemon: &lazy_fusefs::client::ControlClient) -> Option<u64> {
-    match daemon.call(&Request::Stats) {
-        Ok(Response::Stats(stats)) => Some(stats.verification_failures),
-        _ => None,
-    }
+fn verification_failures(daemon: &ControlClient) -> Option<u64> {
+    daemon.stats().ok().map(|s| s.verification_failures)
 }
 
 /// Without `-i`, the container reads an empty stdin, as with docker.

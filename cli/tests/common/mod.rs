@@ -25,14 +25,25 @@ pub fn lazyctl_ok(args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("utf-8 stdout")
 }
 
-/// Runs `lazyctl`, expecting failure; returns its stderr.
+/// Runs `lazyctl`, expecting a failure of its own (status 1); returns its stderr.
 pub fn lazyctl_err(args: &[&str]) -> String {
+    lazyctl_fails_with(args, 1)
+}
+
+/// Runs `lazyctl`, expecting it to exit with `status` (a lazyfsd error
+/// kind's status, see `lazy_control::ErrorKind::mapping`); returns its stderr.
+pub fn lazyctl_fails_with(args: &[&str], status: u8) -> String {
     let out = lazyctl(args);
     assert!(
         !out.status.success(),
         "lazyctl {args:?} unexpectedly succeeded"
     );
-    assert_eq!(out.status.code(), Some(1), "errors exit with status 1");
+    assert_eq!(
+        out.status.code(),
+        Some(i32::from(status)),
+        "lazyctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(!stderr.contains("panicked"), "lazyctl panicked: {stderr}");
     stderr

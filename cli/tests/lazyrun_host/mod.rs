@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use lazy_fusefs::client::ControlClient;
-use lazy_fusefs::protocol::{Request, Response, StatsInfo};
+use lazy_control::ControlClient;
+use lazy_control::protocol::{Request, Response, StatsInfo};
 use lazy_testkit::daemon::{DaemonFiles, DaemonProcess};
 use lazy_testkit::images::{base_layer, upper_layer};
 use lazy_testkit::layout::{TestCompression, write_oci_image};
@@ -32,13 +32,8 @@ impl Host {
             .append(true)
             .open(&files.config)
             .unwrap();
-        write!(
-            config,
-            "[run]\ndefault_registry = {:?}\ncontainers_dir = {:?}\n",
-            registry.host(),
-            work.path().join("containers")
-        )
-        .unwrap();
+        // The file ends in its [run] table (containers under the daemon's dir).
+        writeln!(config, "default_registry = {:?}", registry.host()).unwrap();
         Self {
             work,
             registry,
@@ -120,7 +115,7 @@ impl Host {
     }
 
     pub fn containers_dir(&self) -> PathBuf {
-        self.work.path().join("containers")
+        self.files.dir.join("containers")
     }
 
     /// Nothing of any container is left: no directory, no mount.

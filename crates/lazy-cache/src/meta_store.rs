@@ -5,6 +5,7 @@ use std::fs;
 use std::path::PathBuf;
 
 use lazy_format::{LayerMeta, decode_tail};
+use lazy_statefile::{Durability, write_atomic};
 
 use crate::CacheError;
 
@@ -33,18 +34,14 @@ impl MetaStore {
         Ok(self.dir.join(hex))
     }
 
-    /// Stores a layer's tail (already decoded and validated by the caller).
+    /// Stores a layer's tail (already decoded and validated by the caller);
+    /// safe against concurrent puts of the same layer.
     pub fn put(&self, layer_digest: &str, blob_size: u64, tail: &[u8]) -> Result<(), CacheError> {
         let path = self.path(layer_digest)?;
-        let temp = path.with_extension(format!("{}.tmp", std::process::id()));
         let mut bytes = blob_size.to_le_bytes().to_vec();
         bytes.extend_from_slice(tail);
-        fs::write(&temp, &bytes)
-            .and_then(|()| fs::rename(&temp, &path))
-            .map_err(|e| {
-                let _ = fs::remove_file(&temp);
-                CacheError::store(&path, e)
-            })
+        // Durable: an attached layer must come back after a power cut too.
+        write_atomic(&path, &bytes, Durability::Synced).map_err(|e| CacheError::store(&path, e))
     }
 
     /// The cached metadata of a layer, if any and valid. Returns it with
@@ -68,5 +65,29 @@ impl MetaStore {
                 Ok(None)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn concurrent_puts_of_one_layer_all_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MetaStore::open(dir.path()).unwrap();
+        let digest = format!("sha256:{}", "ab".repeat(32));
+        std::thread::scope(|s| {
+            for t in 0..8u8 {
+                let (store, digest) = (&store, &digest);
+                s.spawn(move || {
+                    for _ in 0..20 {
+                        store.put(digest, 100, &[t; 64]).unwrap();
+                    }
+                });
+            }
+        });
+        let files = fs::read_dir(dir.path().join("layers")).unwrap().count();
+        assert_eq!(files, 1, "one file, no temp files left");
     }
 }

@@ -10,8 +10,9 @@ use lazy_oci::{OCI_MANIFEST, spec::Descriptor};
 use serde_json::{Value, json};
 use tokio_util::io::SyncIoBridge;
 
-use crate::image_error::ImageError;
-use crate::store::ImageStore;
+use lazy_image::{ImageStore, LazyImageError};
+
+use crate::image_error::{ImageError, io_err};
 use crate::{ConvertOptions, ConvertedLayer, convert_layer};
 
 /// Largest image config accepted.
@@ -158,14 +159,10 @@ async fn convert_one(
     let temp = tempfile::Builder::new()
         .prefix(".lazyfs-convert-")
         .tempfile_in(&temp_dir)
-        .map_err(|source| ImageError::Io {
-            path: temp_dir.clone(),
-            source,
-        })?;
-    let out = temp.reopen().map_err(|source| ImageError::Io {
-        path: temp.path().to_owned(),
-        source,
-    })?;
+        .map_err(|source| io_err(&temp_dir, source))?;
+    let out = temp
+        .reopen()
+        .map_err(|source| io_err(temp.path(), source))?;
     let opts = opts.clone();
     let layer_name = digest.clone();
     let converted = tokio::task::spawn_blocking(move || {
@@ -198,19 +195,21 @@ fn check_layer_type(image: &str, desc: &Descriptor) -> Result<(), ImageError> {
     if readable.contains(&media_type.as_str()) && desc.urls().as_ref().is_none_or(Vec::is_empty) {
         Ok(())
     } else {
-        Err(ImageError::UnsupportedLayer {
+        Err(LazyImageError::UnsupportedLayer {
             image: image.to_owned(),
             digest: desc.digest().to_string(),
             media_type,
-        })
+        }
+        .into())
     }
 }
 
 fn malformed(image: &str, reason: String) -> ImageError {
-    ImageError::Malformed {
+    LazyImageError::Malformed {
         image: image.to_owned(),
         reason,
     }
+    .into()
 }
 
 /// Reports bytes read to the progress listener.

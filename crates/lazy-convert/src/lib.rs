@@ -14,13 +14,11 @@ mod image;
 mod image_error;
 mod input;
 mod layer;
-mod lazy_image;
 mod pipeline;
-mod prefetch_store;
-mod store;
 mod tar_path;
 mod tree;
 mod unpack;
+mod unpack_image;
 
 pub use error::{ConvertError, Result};
 pub use image::{
@@ -29,10 +27,5 @@ pub use image::{
 pub use image_error::ImageError;
 pub use input::{LayerCompression, decompress};
 pub use layer::{ConvertOptions, ConvertedLayer, DEFAULT_CHUNK_SIZE, convert_layer};
-pub use lazy_image::{
-    ImageInspection, LayerInspection, fetch_lazy_manifest, inspect_image, read_layer_meta,
-    unpack_image,
-};
-pub use prefetch_store::{fetch_prefetch_record, prefetch_tag, push_prefetch_record};
-pub use store::ImageStore;
 pub use unpack::{ChunkReader, unpack_layer};
+pub use unpack_image::unpack_image;

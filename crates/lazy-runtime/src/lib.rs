@@ -22,6 +22,7 @@
 
 mod caps;
 pub mod cgroup;
+pub mod containers;
 mod devices;
 mod error;
 mod etc_files;
@@ -30,6 +31,8 @@ mod launch;
 mod mounts;
 mod network;
 mod oci;
+pub mod overlay;
+pub mod process;
 mod protocol;
 mod pty;
 mod securejoin;

@@ -253,11 +253,10 @@ pub fn run_with_oci_runtime(
     };
     let mut command = Command::new(runtime);
     command.arg("run").arg("--bundle").arg(bundle_dir).arg(id);
-    if is_crun(runtime) {
-        if let Some(v2_mount) = hybrid_cgroup2_with_controllers() {
-            hide_mount_from(&mut command, &v2_mount)
-                .map_err(runtime_err("hide cgroup v2 mount"))?;
-        }
+    if is_crun(runtime)
+        && let Some(v2_mount) = hybrid_cgroup2_with_controllers()
+    {
+        hide_mount_from(&mut command, &v2_mount).map_err(runtime_err("hide cgroup v2 mount"))?;
     }
     let mut child = command.spawn().map_err(runtime_err("spawn"))?;
     let forwarding = SignalForwarding::install(child.id());

@@ -162,10 +162,10 @@ impl ContainerSpec {
         if let Some(dir) = self.state_dir.as_ref().filter(|d| !d.is_absolute()) {
             return invalid("state_dir", format!("{} is not absolute", dir.display()));
         }
-        if let Some(cpus) = self.resources.cpus {
-            if !(cpus.is_finite() && cpus > 0.0) {
-                return invalid("resources.cpus", format!("{cpus} is not a positive number"));
-            }
+        if let Some(cpus) = self.resources.cpus
+            && !(cpus.is_finite() && cpus > 0.0)
+        {
+            return invalid("resources.cpus", format!("{cpus} is not a positive number"));
         }
         if self.resources.pids_limit == Some(0) || self.resources.memory_bytes == Some(0) {
             return invalid("resources", "limits must be positive".into());

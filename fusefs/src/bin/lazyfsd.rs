@@ -6,7 +6,7 @@ use std::process::{Command, ExitCode, Stdio};
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use lazy_fusefs::config::{DEFAULT_CONFIG, DaemonConfig};
+use lazy_control::{DEFAULT_CONFIG, DaemonConfig};
 
 /// Mount lazy images through FUSE and fetch their content on first read
 /// into one cache shared by every container on the host.
@@ -59,7 +59,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
         return daemonize(args, &config);
     }
     let notify = args.notify_stdout;
-    lazy_fusefs::daemon::run(&config, || {
+    lazy_fusefs::run(&config, || {
         if notify {
             let mut out = std::io::stdout();
             let _ = writeln!(out, "READY").and_then(|()| out.flush());

@@ -7,11 +7,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use lazy_convert::{ConvertOptions, ImageStore, NoProgress, convert_image};
-use lazy_fusefs::client::ControlClient;
-use lazy_fusefs::overlay::OverlayMount;
-use lazy_fusefs::protocol::{LayerInfo, PrefetchMode, PullPolicy, Request, Response, StatsInfo};
+use lazy_control::ControlClient;
+use lazy_control::protocol::{LayerInfo, PrefetchMode, PullPolicy, Request, Response, StatsInfo};
+use lazy_convert::{ConvertOptions, NoProgress, convert_image};
+use lazy_image::ImageStore;
 use lazy_oci::{ClientOptions, ImageLocation, RegistryClient};
+use lazy_runtime::overlay::OverlayMount;
 use lazy_testkit::daemon::{DaemonFiles, DaemonProcess};
 use lazy_testkit::images::write_sample_image;
 use lazy_testkit::layout::TestCompression;

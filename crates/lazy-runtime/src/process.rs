@@ -3,8 +3,39 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail};
-use lazy_oci::spec::ImageConfiguration;
+use oci_spec::image::ImageConfiguration;
+
+/// Why the process of a container cannot be decided.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    /// Neither the image nor the options name a command.
+    #[error("no command specified: the image has no entrypoint or cmd; give one after the image")]
+    NoCommand,
+    /// `-w` or the image's working directory is relative.
+    #[error("working directory {0} must be absolute")]
+    RelativeWorkdir(PathBuf),
+    /// An `-e` value is not `KEY=VALUE` or `KEY`.
+    #[error("invalid environment variable {0:?}: expected KEY=VALUE or KEY")]
+    InvalidEnv(String),
+    /// An env file cannot be read.
+    #[error("reading env file {path}: {source}")]
+    EnvFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A line of an env file is not a variable.
+    #[error("{path}:{line}: invalid environment variable {entry:?}: expected KEY=VALUE or KEY")]
+    EnvFileLine {
+        /// The file.
+        path: PathBuf,
+        /// Line number, from 1.
+        line: usize,
+        /// The line.
+        entry: String,
+    },
+}
 
 /// The process part of a container, before the user is resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,7 +68,7 @@ pub struct ProcessOptions<'a> {
 /// Docker's rules: the entrypoint (the image's, or `--entrypoint`, which
 /// also drops the image's cmd) followed by the command given, or else the
 /// image's cmd.
-pub fn process(image: &ImageConfiguration, opts: &ProcessOptions) -> anyhow::Result<Process> {
+pub fn process(image: &ImageConfiguration, opts: &ProcessOptions) -> Result<Process, ProcessError> {
     let config = image.config().as_ref();
     let image_entrypoint = config
         .and_then(|c| c.entrypoint().clone())
@@ -57,7 +88,7 @@ pub fn process(image: &ImageConfiguration, opts: &ProcessOptions) -> anyhow::Res
     };
     let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
     if args.is_empty() {
-        bail!("no command specified: the image has no entrypoint or cmd; give one after the image");
+        return Err(ProcessError::NoCommand);
     }
     let mut env = config.and_then(|c| c.env().clone()).unwrap_or_default();
     for entry in &opts.env {
@@ -71,7 +102,7 @@ pub fn process(image: &ImageConfiguration, opts: &ProcessOptions) -> anyhow::Res
             .map_or_else(|| PathBuf::from("/"), PathBuf::from),
     };
     if !cwd.is_absolute() {
-        bail!("working directory {} must be absolute", cwd.display());
+        return Err(ProcessError::RelativeWorkdir(cwd));
     }
     let user = match opts.user {
         Some(u) => u.to_owned(),
@@ -94,9 +125,9 @@ fn set_env(env: &mut Vec<String>, entry: &str) {
 
 /// `-e` values: `KEY=VALUE` as is; a bare `KEY` takes the host's value (and
 /// is left out when the host has none), as docker does.
-pub fn env_option(entry: &str) -> anyhow::Result<Option<String>> {
+pub fn env_option(entry: &str) -> Result<Option<String>, ProcessError> {
     if entry.is_empty() || entry.starts_with('=') {
-        bail!("invalid environment variable {entry:?}: expected KEY=VALUE or KEY");
+        return Err(ProcessError::InvalidEnv(entry.to_owned()));
     }
     if entry.contains('=') {
         return Ok(Some(entry.to_owned()));
@@ -106,16 +137,22 @@ pub fn env_option(entry: &str) -> anyhow::Result<Option<String>> {
 
 /// The variables of an `--env-file`: `KEY=VALUE` or `KEY` lines; blank
 /// lines and `#` comments are skipped.
-pub fn env_file(path: &Path) -> anyhow::Result<Vec<String>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading env file {}", path.display()))?;
+pub fn env_file(path: &Path) -> Result<Vec<String>, ProcessError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ProcessError::EnvFile {
+        path: path.to_owned(),
+        source,
+    })?;
     let mut env = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim_start();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let value = env_option(line).with_context(|| format!("{}:{}", path.display(), n + 1))?;
+        let value = env_option(line).map_err(|_| ProcessError::EnvFileLine {
+            path: path.to_owned(),
+            line: n + 1,
+            entry: line.to_owned(),
+        })?;
         env.extend(value);
     }
     Ok(env)
@@ -211,7 +248,7 @@ mod tests {
         std::fs::write(&file, "# comment\n\nX=1\n  Y=two words\n").unwrap();
         assert_eq!(env_file(&file).unwrap(), strings(&["X=1", "Y=two words"]));
         std::fs::write(&file, "=bad\n").unwrap();
-        let err = format!("{:#}", env_file(&file).unwrap_err());
+        let err = env_file(&file).unwrap_err().to_string();
         assert!(err.contains(":1"), "{err}");
     }
 }

@@ -4,7 +4,36 @@
 use lazy_format::PrefetchRecord;
 use serde::{Deserialize, Serialize};
 
-pub use crate::prefetch::PrefetchMode;
+use crate::error::ControlError;
+
+/// What to fetch after an attach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PrefetchMode {
+    /// Nothing: fetch on first read only.
+    None,
+    /// The image's prefetch record, if it has one.
+    #[default]
+    Record,
+    /// The record, then every other chunk of the image at low priority.
+    All,
+}
+
+impl std::str::FromStr for PrefetchMode {
+    type Err = String;
+
+    /// `none`, `record` or `all`.
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "none" => Ok(Self::None),
+            "record" => Ok(Self::Record),
+            "all" => Ok(Self::All),
+            _ => Err(format!(
+                "unknown prefetch mode {text:?}: use none, record or all"
+            )),
+        }
+    }
+}
 
 /// What a client asks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -190,5 +219,5 @@ pub enum Response {
     /// A finished recording.
     Record(PrefetchRecord),
     /// The request failed.
-    Error(String),
+    Error(ControlError),
 }

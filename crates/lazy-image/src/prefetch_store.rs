@@ -7,7 +7,7 @@ use lazy_format::{MAX_PREFETCH_RECORD, PREFETCH_MEDIA_TYPE, PrefetchRecord};
 use lazy_oci::{OCI_MANIFEST, OciError};
 use serde_json::json;
 
-use crate::image_error::ImageError;
+use crate::error::LazyImageError;
 use crate::store::ImageStore;
 
 /// The tag of the prefetch record of the image with manifest `digest`.
@@ -24,7 +24,7 @@ pub async fn push_prefetch_record(
     store: &ImageStore,
     subject: (&str, u64),
     record: &PrefetchRecord,
-) -> Result<String, ImageError> {
+) -> Result<String, LazyImageError> {
     let blob = record.encode();
     let blob_digest = lazy_oci::sha256_digest(&blob);
     let blob_size = blob.len();
@@ -50,7 +50,7 @@ pub async fn push_prefetch_record(
 pub async fn fetch_prefetch_record(
     store: &ImageStore,
     name: &str,
-) -> Result<Option<PrefetchRecord>, ImageError> {
+) -> Result<Option<PrefetchRecord>, LazyImageError> {
     let manifest = match store.fetch_manifest().await {
         Ok(m) => m,
         Err(OciError::ManifestNotFound { .. } | OciError::LayoutTagNotFound { .. }) => {
@@ -69,7 +69,7 @@ pub async fn fetch_prefetch_record(
     let bytes = store
         .fetch_blob(desc.digest().as_ref(), MAX_PREFETCH_RECORD as u64)
         .await?;
-    let record = PrefetchRecord::decode(&bytes).map_err(|source| ImageError::Format {
+    let record = PrefetchRecord::decode(&bytes).map_err(|source| LazyImageError::Format {
         image: name.to_owned(),
         digest: desc.digest().to_string(),
         source,

@@ -5,6 +5,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use lazy_statefile::{Durability, set_aside, write_atomic};
 use serde::{Deserialize, Serialize};
 
 /// What is remembered of an attached image.
@@ -40,20 +41,29 @@ impl LocalImages {
         self.dir.join(format!("{hex}.json"))
     }
 
-    /// The record of `reference`, if attached before (unreadable records
-    /// count as absent).
+    /// The record of `reference`, if attached before. A damaged record is
+    /// set aside (with a log line) and counts as absent.
     pub fn get(&self, reference: &str) -> Option<ImageRecord> {
-        let bytes = fs::read(self.path(reference)).ok()?;
-        serde_json::from_slice::<ImageRecord>(&bytes)
-            .ok()
-            .filter(|r| r.reference == reference)
+        let path = self.path(reference);
+        let bytes = fs::read(&path).ok()?;
+        match serde_json::from_slice::<ImageRecord>(&bytes) {
+            Ok(record) if record.reference == reference => Some(record),
+            Ok(record) => {
+                let why = format!("holds {:?}, not {reference:?}", record.reference);
+                set_aside(&path, &why);
+                None
+            }
+            Err(e) => {
+                set_aside(&path, &format_args!("not an image record: {e}"));
+                None
+            }
+        }
     }
 
-    /// Remembers an image (temp file, rename).
+    /// Remembers an image (atomic and durable).
     pub fn put(&self, record: &ImageRecord) -> std::io::Result<()> {
-        let path = self.path(&record.reference);
-        let temp = path.with_extension(format!("{}.tmp", std::process::id()));
-        fs::write(&temp, serde_json::to_vec(record)?).and_then(|()| fs::rename(&temp, &path))
+        let bytes = serde_json::to_vec(record)?;
+        write_atomic(&self.path(&record.reference), &bytes, Durability::Synced)
     }
 
     /// Forgets an image.
@@ -82,5 +92,17 @@ mod tests {
         assert_eq!(images.get("localhost:5000/a:c"), None);
         images.remove(&record.reference);
         assert_eq!(images.get(&record.reference), None);
+    }
+
+    #[test]
+    fn damaged_records_are_set_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let images = LocalImages::open(dir.path()).unwrap();
+        let path = images.path("localhost:5000/a:b");
+        fs::write(&path, b"{not json").unwrap();
+        assert_eq!(images.get("localhost:5000/a:b"), None);
+        assert!(!path.exists(), "set aside");
+        let aside = fs::read_dir(dir.path().join("images")).unwrap().count();
+        assert_eq!(aside, 1, "kept under another name");
     }
 }

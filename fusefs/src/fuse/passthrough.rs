@@ -95,6 +95,7 @@ impl BackingTable {
         }
     }
 
+    #[cfg(test)]
     /// Open handles (for stats and tests).
     pub fn open_handles(&self) -> usize {
         self.inner.lock().expect("backing table lock").handles.len()

@@ -43,7 +43,7 @@ pub struct DaemonConfig {
     pub metrics_address: String,
     /// What to fetch after an attach: "none", "record" (the image's
     /// prefetch record) or "all" (then the rest of the image, low priority).
-    pub prefetch: crate::prefetch::PrefetchMode,
+    pub prefetch: crate::protocol::PrefetchMode,
     /// Registry settings.
     pub registry: RegistryConfig,
     /// `lazyrun` settings.
@@ -102,7 +102,7 @@ impl Default for DaemonConfig {
             passthrough: true,
             read_ahead: "128K".into(),
             metrics_address: String::new(),
-            prefetch: crate::prefetch::PrefetchMode::Record,
+            prefetch: crate::protocol::PrefetchMode::Record,
             registry: RegistryConfig::default(),
             run: RunConfig::default(),
         }

@@ -2,6 +2,12 @@
 //! and answers; errors become errnos in one place ([`FsError::errno`]).
 //! Reads run on the tokio runtime so that many can wait on fetches at once.
 
+pub(crate) mod error;
+pub(crate) mod inode;
+pub(crate) mod layer;
+pub(crate) mod passthrough;
+pub(crate) mod view;
+
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
@@ -15,11 +21,11 @@ use fuser::{
 use lazy_cache::ChunkCache;
 use lazy_format::{ChunkRecord, EntryKind};
 
-use crate::error::FsError;
-use crate::inode::ROOT_INO;
-use crate::passthrough::{BackingTable, Opened};
+use crate::fuse::error::FsError;
+use crate::fuse::inode::ROOT_INO;
+use crate::fuse::passthrough::{BackingTable, Opened};
+use crate::fuse::view::{DirItem, LayerTable};
 use crate::recorder::Recorder;
-use crate::view::{DirItem, LayerTable};
 
 /// Content is immutable: the kernel may cache names and attributes for long.
 const TTL: Duration = Duration::from_secs(24 * 3600);

@@ -8,9 +8,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use fuser::{FileAttr, FileType, INodeNo};
 use lazy_format::{DeviceKind, Entry, EntryKind, Xattr};
 
-use crate::error::FsError;
-use crate::inode::{InodeRef, ROOT_INO, decode, ino_of};
-use crate::layer::AttachedLayer;
+use crate::fuse::error::FsError;
+use crate::fuse::inode::{InodeRef, ROOT_INO, decode, ino_of};
+use crate::fuse::layer::AttachedLayer;
 
 /// The overlayfs opaque-directory attribute shown on opaque dirs.
 pub const OPAQUE_XATTR: &[u8] = b"trusted.overlay.opaque";
@@ -33,12 +33,22 @@ pub struct DirItem {
 }
 
 impl LayerTable {
-    /// Adds (or replaces) a layer.
-    pub fn insert(&self, layer: Arc<AttachedLayer>) {
-        self.layers
-            .write()
-            .expect("layer table lock")
-            .insert(layer.slot, layer);
+    /// Adds a layer in its slot; a taken slot is refused (its number is
+    /// the error), never replaced: inodes of the layer in it would change.
+    pub fn insert(&self, layer: Arc<AttachedLayer>) -> Result<(), u32> {
+        let mut layers = self.layers.write().expect("layer table lock");
+        match layers.entry(layer.slot) {
+            std::collections::btree_map::Entry::Occupied(_) => Err(layer.slot),
+            std::collections::btree_map::Entry::Vacant(v) => {
+                v.insert(layer);
+                Ok(())
+            }
+        }
+    }
+
+    /// How many layers are attached.
+    pub fn len(&self) -> usize {
+        self.layers.read().expect("layer table lock").len()
     }
 
     /// Removes a layer by digest; returns it.
@@ -331,13 +341,32 @@ mod tests {
             chunks: Vec::new(),
         };
         let table = LayerTable::default();
-        table.insert(Arc::new(AttachedLayer::new(
-            "sha256:test".into(),
-            1,
-            meta,
-            Arc::new(NoSource),
-        )));
+        table
+            .insert(Arc::new(AttachedLayer::new(
+                "sha256:test".into(),
+                1,
+                meta,
+                Arc::new(NoSource),
+            )))
+            .unwrap();
         (table, ino_of(1, 1))
+    }
+
+    #[test]
+    fn a_taken_slot_is_refused_not_replaced() {
+        let (table, _) = table_with_dir_of(1);
+        let other = AttachedLayer::new(
+            "sha256:other".into(),
+            1,
+            LayerMeta {
+                entries: vec![],
+                chunks: Vec::new(),
+            },
+            Arc::new(NoSource),
+        );
+        assert_eq!(table.insert(Arc::new(other)), Err(1));
+        assert_eq!(table.by_digest("sha256:test").map(|l| l.slot), Some(1));
+        assert_eq!(table.len(), 1);
     }
 
     #[test]

@@ -6,11 +6,68 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail};
+use lazy_statefile::{Durability, write_atomic};
 use nix::mount::{MntFlags, umount2};
 use serde::{Deserialize, Serialize};
 
 const RECORD: &str = "container.json";
+
+/// Why a container could not be created, found or removed.
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    /// A file operation on the store failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was attempted: "creating", "saving", …
+        action: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// `--name` is taken.
+    #[error(
+        "the container name {0:?} is already in use; remove it with `lazyctl rm {0}` or choose another --name"
+    )]
+    NameInUse(String),
+    /// `--name` breaks docker's naming rule.
+    #[error("invalid container name {0:?}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*")]
+    InvalidName(String),
+    /// No container has this name or id.
+    #[error("no such container: {0}")]
+    NotFound(String),
+    /// An id prefix matches several containers.
+    #[error("{0} matches several containers; give more of the id")]
+    Ambiguous(String),
+    /// Removing a running container without force.
+    #[error("container {0} is running; stop it first or use rm -f")]
+    Running(String),
+    /// The container's lazyrun survived SIGKILL for 10 s.
+    #[error("container {name}: lazyrun (pid {pid}) did not die")]
+    WontDie {
+        /// The container.
+        name: String,
+        /// Its lazyrun process.
+        pid: u32,
+    },
+    /// A mount of the container could not be removed.
+    #[error("unmounting {path}: {errno}")]
+    Unmount {
+        /// The mountpoint.
+        path: PathBuf,
+        /// Why.
+        errno: nix::errno::Errno,
+    },
+}
+
+fn io_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ContainerError {
+    let path = path.to_owned();
+    move |source| ContainerError::Io {
+        action,
+        path,
+        source,
+    }
+}
 
 /// What `lazyrun` remembers of a container.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,9 +138,8 @@ impl ContainerStore {
         name: Option<&str>,
         image: &str,
         command: &[String],
-    ) -> anyhow::Result<ContainerRecord> {
-        std::fs::create_dir_all(&self.dir)
-            .with_context(|| format!("creating {}", self.dir.display()))?;
+    ) -> Result<ContainerRecord, ContainerError> {
+        std::fs::create_dir_all(&self.dir).map_err(io_error("creating", &self.dir))?;
         let id = random_id()?;
         let name = match name {
             Some(n) => {
@@ -93,9 +149,7 @@ impl ContainerStore {
             None => id[..12].to_owned(),
         };
         if self.list()?.iter().any(|c| c.name == name) {
-            bail!(
-                "the container name {name:?} is already in use; remove it with `lazyctl rm {name}` or choose another --name"
-            );
+            return Err(ContainerError::NameInUse(name));
         }
         let pid = std::process::id();
         let record = ContainerRecord {
@@ -107,36 +161,40 @@ impl ContainerStore {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
             pid,
-            pid_start: start_time(pid).context("reading this process's start time")?,
+            pid_start: start_time(pid).ok_or_else(|| {
+                io_error("reading the start time in", Path::new("/proc/self/stat"))(
+                    std::io::Error::other("no start time"),
+                )
+            })?,
             exit_code: None,
         };
         let dir = self.dir_of(&id);
-        std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::create_dir(&dir).map_err(io_error("creating", &dir))?;
         self.save(&record)?;
         Ok(record)
     }
 
-    /// Writes a record (temp file, rename).
-    pub fn save(&self, record: &ContainerRecord) -> anyhow::Result<()> {
-        let dir = self.dir_of(&record.id);
-        let temp = dir.join(format!("{RECORD}.tmp"));
-        let json = serde_json::to_vec_pretty(record)?;
-        std::fs::write(&temp, json)
-            .and_then(|()| std::fs::rename(&temp, dir.join(RECORD)))
-            .with_context(|| format!("saving {}", dir.join(RECORD).display()))
+    /// Writes a record (atomic and durable).
+    pub fn save(&self, record: &ContainerRecord) -> Result<(), ContainerError> {
+        let path = self.dir_of(&record.id).join(RECORD);
+        let json = serde_json::to_vec_pretty(record).expect("records serialize");
+        write_atomic(&path, &json, Durability::Synced).map_err(io_error("saving", &path))
     }
 
     /// Every container, oldest first; unreadable records are skipped with a
     /// warning.
-    pub fn list(&self) -> anyhow::Result<Vec<ContainerRecord>> {
+    pub fn list(&self) -> Result<Vec<ContainerRecord>, ContainerError> {
         let entries = match std::fs::read_dir(&self.dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e).with_context(|| format!("reading {}", self.dir.display())),
+            Err(e) => return Err(io_error("reading", &self.dir)(e)),
         };
         let mut records = Vec::new();
         for entry in entries {
-            let path = entry?.path().join(RECORD);
+            let path = entry
+                .map_err(io_error("reading", &self.dir))?
+                .path()
+                .join(RECORD);
             match std::fs::read(&path).map(|b| serde_json::from_slice::<ContainerRecord>(&b)) {
                 Ok(Ok(r)) => records.push(r),
                 Ok(Err(e)) => tracing::warn!("skipping {}: {e}", path.display()),
@@ -148,7 +206,7 @@ impl ContainerStore {
     }
 
     /// The container named `name_or_id` (a name, a full id or an id prefix).
-    pub fn find(&self, name_or_id: &str) -> anyhow::Result<ContainerRecord> {
+    pub fn find(&self, name_or_id: &str) -> Result<ContainerRecord, ContainerError> {
         let all = self.list()?;
         if let Some(c) = all
             .iter()
@@ -162,52 +220,54 @@ impl ContainerStore {
             .collect();
         match prefixed.as_slice() {
             [one] if !name_or_id.is_empty() => Ok((*one).clone()),
-            [] | [_] => bail!("no such container: {name_or_id}"),
-            _ => bail!("{name_or_id} matches several containers; give more of the id"),
+            [] | [_] => Err(ContainerError::NotFound(name_or_id.to_owned())),
+            _ => Err(ContainerError::Ambiguous(name_or_id.to_owned())),
         }
     }
 
     /// Unmounts the container's root filesystem (if mounted) and deletes
     /// its directory. A running container is refused unless `force`, which
     /// kills its lazyrun process (the container's processes die with it).
-    pub fn remove(&self, record: &ContainerRecord, force: bool) -> anyhow::Result<()> {
+    pub fn remove(&self, record: &ContainerRecord, force: bool) -> Result<(), ContainerError> {
         if record.state() == ContainerState::Running {
             if !force {
-                bail!(
-                    "container {} is running; stop it first or use rm -f",
-                    record.name
-                );
+                return Err(ContainerError::Running(record.name.clone()));
             }
-            let pid = nix::unistd::Pid::from_raw(i32::try_from(record.pid)?);
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            // A pid beyond i32 cannot be a live process: nothing to kill.
+            if let Ok(pid) = i32::try_from(record.pid) {
+                let pid = nix::unistd::Pid::from_raw(pid);
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            }
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
             while start_time(record.pid) == Some(record.pid_start) {
                 if std::time::Instant::now() > deadline {
-                    bail!(
-                        "container {}: lazyrun (pid {}) did not die",
-                        record.name,
-                        record.pid
-                    );
+                    return Err(ContainerError::WontDie {
+                        name: record.name.clone(),
+                        pid: record.pid,
+                    });
                 }
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
         }
         let dir = self.dir_of(&record.id);
         unmount_if_mounted(&dir.join("merged"))?;
-        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))
+        std::fs::remove_dir_all(&dir).map_err(io_error("removing", &dir))
     }
 }
 
 /// Lazily detaches a mount at `path`; nothing mounted there is fine.
-pub fn unmount_if_mounted(path: &Path) -> anyhow::Result<()> {
+pub fn unmount_if_mounted(path: &Path) -> Result<(), ContainerError> {
     match umount2(path, MntFlags::MNT_DETACH) {
         Ok(()) | Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOENT) => Ok(()),
-        Err(e) => Err(e).with_context(|| format!("unmounting {}", path.display())),
+        Err(errno) => Err(ContainerError::Unmount {
+            path: path.to_owned(),
+            errno,
+        }),
     }
 }
 
 /// Docker's rule for names.
-fn validate_name(name: &str) -> anyhow::Result<()> {
+fn validate_name(name: &str) -> Result<(), ContainerError> {
     let ok = name
         .chars()
         .next()
@@ -217,17 +277,17 @@ fn validate_name(name: &str) -> anyhow::Result<()> {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
         && name.len() <= 128;
     if !ok {
-        bail!("invalid container name {name:?}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*");
+        return Err(ContainerError::InvalidName(name.to_owned()));
     }
     Ok(())
 }
 
-fn random_id() -> anyhow::Result<String> {
+fn random_id() -> Result<String, ContainerError> {
     let mut bytes = [0u8; 32];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut bytes))
-        .context("reading /dev/urandom")?;
-    Ok(hex::encode(bytes))
+        .map_err(io_error("reading", Path::new("/dev/urandom")))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// A process's start time (field 22 of /proc/PID/stat), if it exists.

@@ -1,4 +1,8 @@
 //! The control socket server: JSON lines, one request per connection line.
+//! Each connection is a task; operations that touch the disk run on
+//! blocking threads. Failures leave as typed errors ([`errors`]).
+
+pub(crate) mod errors;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -7,7 +11,8 @@ use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
-use crate::protocol::{Request, Response};
+use lazy_control::{ControlError, ErrorKind, Request, Response};
+
 use crate::state::DaemonState;
 
 /// Binds the socket (root-only, mode 0600), replacing a stale one.
@@ -42,7 +47,10 @@ async fn handle(stream: UnixStream, state: Arc<DaemonState>) {
     while let Ok(Some(line)) = lines.next_line().await {
         let response = match serde_json::from_str::<Request>(&line) {
             Ok(request) => dispatch(&state, request).await,
-            Err(e) => Response::Error(format!("bad request: {e}")),
+            Err(e) => Response::Error(ControlError::new(
+                ErrorKind::InvalidRequest,
+                format!("bad request: {e}"),
+            )),
         };
         let mut out = serde_json::to_vec(&response).expect("responses serialize");
         out.push(b'\n');
@@ -52,7 +60,7 @@ async fn handle(stream: UnixStream, state: Arc<DaemonState>) {
     }
 }
 
-async fn dispatch(state: &DaemonState, request: Request) -> Response {
+async fn dispatch(state: &Arc<DaemonState>, request: Request) -> Response {
     tracing::debug!(?request, "control request");
     let result = match request {
         Request::Ping => Ok(Response::Ok),
@@ -79,30 +87,20 @@ async fn dispatch(state: &DaemonState, request: Request) -> Response {
             .await
             .map(|layer| Response::Layers(vec![layer])),
         Request::RecordStart { image } => state.record_start(&image).await.map(|()| Response::Ok),
-        Request::RecordStop => state
-            .recorder
-            .stop()
-            .map(Response::Record)
-            .ok_or_else(|| "no recording is running".into()),
-        Request::Detach { target } => state.detach(&target).map(|()| Response::Ok),
+        Request::RecordStop => state.record_stop().map(Response::Record),
+        Request::Detach { target } => state
+            .blocking(move |s| s.detach(&target))
+            .await
+            .map(|()| Response::Ok),
         Request::List => Ok(Response::Layers(state.list())),
         Request::Stats => Ok(Response::Stats(state.stats())),
         Request::Gc { target_bytes } => {
-            let (chunks, bytes) = state.cache.gc(target_bytes);
-            Ok(Response::Removed {
-                chunks: chunks as u64,
-                removed: bytes,
-            })
+            let (chunks, removed) = state.blocking(move |s| s.gc(target_bytes)).await;
+            Ok(Response::Removed { chunks, removed })
         }
         Request::Verify => {
-            let cache = state.cache.clone();
-            let (checked, bad) = tokio::task::spawn_blocking(move || cache.verify())
-                .await
-                .expect("verify task");
-            Ok(Response::Removed {
-                chunks: checked as u64,
-                removed: bad.len() as u64,
-            })
+            let (chunks, removed) = state.blocking(DaemonState::verify).await;
+            Ok(Response::Removed { chunks, removed })
         }
     };
     result.unwrap_or_else(Response::Error)

@@ -1,0 +1,26 @@
+//! The seam between lazyfsd and the programs that drive it.
+//!
+//! - [`protocol`]: one JSON request per line on lazyfsd's unix socket, one
+//!   JSON response line back.
+//! - [`client`]: a typed, blocking client ([`ControlClient`]).
+//! - [`error`]: typed failures ([`ControlError`] = [`ErrorKind`] + message)
+//!   and the one table mapping kinds to exit codes and gRPC codes.
+//! - [`config`]: `/etc/lazyfs/config.toml`, read by the daemon and the front
+//!   ends alike; [`size`]: human-readable sizes.
+//!
+//! Front ends (lazyctl, lazyrun, the snapshotter, the Podman store, site
+//! tools) link this crate and nothing of the daemon's insides.
+
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod protocol;
+pub mod size;
+
+pub use client::{AttachOptions, ClientError, ControlClient};
+pub use config::{ConfigError, DEFAULT_CONFIG, DaemonConfig, RegistryConfig, RunConfig};
+pub use error::{ControlError, ErrorKind, ErrorMapping};
+pub use protocol::{
+    AttachedImage, LayerInfo, PrefetchMode, PullPolicy, RegistryCredentials, Request, Response,
+    StatsInfo,
+};
