@@ -22,8 +22,9 @@ mkdir -p "$RESULTS"
 
 scripts/install-deps
 . scripts/rust-toolchain.sh
-build_release lazyctl lazyfsd
-BIN=$PWD/target/release
+# $LAZYFS_BIN: other binaries to measure (e.g. an older build), else target/release.
+[ -n "${LAZYFS_BIN:-}" ] || build_release lazyctl lazyfsd
+BIN=${LAZYFS_BIN:-$PWD/target/release}
 
 WORK=$(mktemp -d /var/tmp/lazyfs-fuse-bench.XXXXXX)
 DAEMON_PID=

@@ -206,7 +206,7 @@ for cs in 512K 256K 1M; do
   # Prefetch record, on an empty cache and a dropped page cache: a record
   # taken while the files are in the page cache sees no reads (0 chunks).
   start_daemon ra128k; drop_caches
-  in_cli "$BIN/lazyctl" record --socket "$WORK/lazyfsd.sock" --insecure "$REG" "$REG/r-base:${TAG[$cs]}" -- "${CMD[@]}" \
+  in_cli "$BIN/lazyctl" record --config "$WORK/ra128k.toml" --insecure "$REG" "$REG/r-base:${TAG[$cs]}" -- "${CMD[@]}" \
     >"$WORK/record-$cs.log" 2>&1 || { tail -20 "$WORK/record-$cs.log" >&2; exit 1; }
   log "$cs: $(grep -h '^converted' "$WORK/convert-$cs.log"); $(grep -h '^recorded' "$WORK/record-$cs.log")"
   stop_daemon

@@ -192,3 +192,58 @@ fn privileged_record_then_prefetch_the_startup_set() {
         "reading the recorded files fetched nothing more"
     );
 }
+
+#[test]
+fn privileged_record_runs_the_command_as_lazyrun_would() {
+    require_privileges!();
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    // The command finds its files only through the image's env and workdir.
+    let config = serde_json::json!({
+        "Env": ["PATH=/bin", "TARGET=/etc/motd"],
+        "WorkingDir": "/data",
+    });
+    lazy_testkit::layout::write_oci_image_with_config(
+        &src,
+        "v1",
+        &[lazy_testkit::images::base_layer().unwrap()],
+        lazy_testkit::layout::TestCompression::Gzip,
+        config,
+    )
+    .unwrap();
+    let registry = TestRegistry::start().unwrap();
+    let host = registry.host();
+    let image = format!("{host}/env:lazy");
+    lazyctl_ok(&[
+        "convert",
+        "--insecure",
+        &host,
+        "--chunk-size",
+        "64K",
+        &format!("oci:{}:v1", src.display()),
+        &image,
+    ]);
+    let files = DaemonFiles::write(&work.path().join("d"), &host, "");
+    let config = files.config.to_str().unwrap().to_owned();
+    let _daemon = DaemonProcess::start(&lazyfsd_binary(), files);
+    let out = lazyctl_ok(&[
+        "record",
+        "--config",
+        &config,
+        &image,
+        "--",
+        "sh",
+        "-c",
+        "cat \"$TARGET\" big.bin >/dev/null",
+    ]);
+    let chunks: u64 = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{out}"));
+    // big.bin alone is 81 chunks of 64K.
+    assert!(
+        chunks > 80,
+        "the command read through env and workdir: {out}"
+    );
+}

@@ -97,7 +97,11 @@ pub fn run(config: &DaemonConfig, ready: impl FnOnce()) -> anyhow::Result<()> {
         tracing::warn!("cannot set read-ahead to {read_ahead} KiB: {e:#}");
     }
 
+    let cache_for_stop = state.cache().clone();
+    // Everything the main thread logs from here on belongs to the mount.
+    let _mount = tracing::info_span!("mount", mountpoint = %config.mountpoint.display()).entered();
     runtime.block_on(async {
+        persist_use_times_every(state.cache().clone(), USE_TIMES_EVERY);
         let listener = crate::control::bind(&config.socket)
             .with_context(|| format!("binding control socket {}", config.socket.display()))?;
         tokio::spawn(crate::control::serve(listener, Arc::clone(&state)));
@@ -113,9 +117,28 @@ pub fn run(config: &DaemonConfig, ready: impl FnOnce()) -> anyhow::Result<()> {
     })?;
     tracing::info!("lazyfsd stopping");
     let _ = std::fs::remove_file(&config.socket);
-    background.umount_and_join().context("unmounting")?;
-    runtime.shutdown_timeout(Duration::from_secs(2));
+    crate::shutdown::stop(background, &config.mountpoint, &cache_for_stop, runtime);
     Ok(())
+}
+
+/// How often the chunks' times of last use are written to the index.
+const USE_TIMES_EVERY: Duration = Duration::from_secs(10);
+
+/// Writes the chunks' times of last use to the index every `period`, on a
+/// blocking thread (see [`ChunkCache::persist_use_times`]).
+fn persist_use_times_every(cache: ChunkCache, period: Duration) {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(period);
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            let cache = cache.clone();
+            let saved = tokio::task::spawn_blocking(move || cache.persist_use_times()).await;
+            if let Ok(Err(e)) = saved {
+                tracing::warn!("saving chunk use times: {e}");
+            }
+        }
+    });
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {

@@ -21,6 +21,7 @@ mod fuse;
 mod metrics_http;
 mod prefetch;
 mod recorder;
+mod shutdown;
 mod source;
 mod state;
 

@@ -115,6 +115,27 @@ impl DaemonProcess {
         }
     }
 
+    /// SIGTERM, then waits up to `limit` for the process to exit; returns
+    /// its status and how long it took, or `None` if it did not exit (it is
+    /// then killed).
+    pub fn terminate_within(
+        &mut self,
+        limit: Duration,
+    ) -> Option<(std::process::ExitStatus, Duration)> {
+        let mut child = self.child.take()?;
+        let started = std::time::Instant::now();
+        let _ = Command::new("kill").arg(child.id().to_string()).status();
+        while started.elapsed() < limit {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some((status, started.elapsed()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+
     fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             // SIGTERM through kill(1): the daemon unmounts and exits.

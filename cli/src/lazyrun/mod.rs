@@ -122,6 +122,9 @@ pub fn run_prepared(args: &RunArgs, prepared: Prepared) -> anyhow::Result<i32> {
     let failures_before = verification_failures(&daemon);
     let store = ContainerStore::new(&config.run.containers_dir);
     let mut record = store.create(args.name.as_deref(), &image, &proc.args)?;
+    let _container =
+        tracing::info_span!("container", id = %&record.id[..12], name = %record.name, %image)
+            .entered();
     let dir = store.dir_of(&record.id);
     let result = run_in_overlay(args, &attached, &dir, &record, |rootfs| {
         let user = match proc.user.as_str() {

@@ -16,8 +16,9 @@ use std::sync::{Arc, Mutex, Weak};
 use lazy_format::{ChunkDigest, ChunkRecord};
 use sha2::{Digest, Sha256};
 
-use crate::cache::{Inner, ReadGuard, now_secs};
+use crate::cache::{Inner, ReadGuard};
 use crate::index::IndexEntry;
+use crate::ledger::now_ms;
 use crate::{CacheError, ChunkCache};
 
 /// Files larger than this share of the quota are not assembled: the copy
@@ -171,7 +172,7 @@ fn assemble(inner: &Arc<Inner>, chunks: &[ChunkRecord]) -> Result<Option<ChunkDi
     inner.store.install(&partial, &content)?;
     let entry = IndexEntry {
         size,
-        last_access: now_secs(),
+        last_access_ms: now_ms(),
     };
     let indexed = inner
         .index

@@ -3,16 +3,16 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use lazy_format::{ChunkDigest, ChunkRecord};
 use tokio::sync::Semaphore;
 
 use crate::assemble::AssemblyQueue;
+use crate::fetch::Admissions;
 use crate::flight::Flights;
 use crate::hot::HotSet;
 use crate::index::{ChunkIndex, IndexEntry};
-use crate::ledger::Ledger;
+use crate::ledger::{Ledger, now_ms};
 use crate::store::ChunkStore;
 use crate::{CacheConfig, CacheError, CacheMetrics, ChunkSource};
 
@@ -32,6 +32,9 @@ pub(crate) struct Inner {
     pub(crate) fetch_slots: Semaphore,
     pub(crate) metrics: CacheMetrics,
     pub(crate) assembly: AssemblyQueue,
+    /// Shared with the background work, which signals through it only
+    /// once it has let go of the cache (so a settled cache can be reopened).
+    pub(crate) admissions: Arc<Admissions>,
 }
 
 impl std::fmt::Debug for ChunkCache {
@@ -42,13 +45,14 @@ impl std::fmt::Debug for ChunkCache {
     }
 }
 
-/// Read references on chunks, held while their bytes are copied out so that
-/// eviction cannot take them away; released on drop.
+/// The chunks of one read: read references on cached chunks, held while
+/// their bytes are copied out so that eviction cannot take them away
+/// (released on drop), and the bytes of chunks this read fetched or joined,
+/// verified and in memory, whether or not they are stored yet.
 pub struct ReadGuard {
     inner: Arc<Inner>,
     pub(crate) held: Vec<ChunkDigest>,
-    /// Verified chunks that could not be stored (disk full): served anyway.
-    pub(crate) unstored: HashMap<ChunkDigest, Arc<Vec<u8>>>,
+    pub(crate) fetched: HashMap<ChunkDigest, Arc<Vec<u8>>>,
 }
 
 impl ReadGuard {
@@ -56,8 +60,29 @@ impl ReadGuard {
         Self {
             inner: Arc::clone(inner),
             held: Vec::new(),
-            unstored: HashMap::new(),
+            fetched: HashMap::new(),
         }
+    }
+
+    /// Keeps the verified bytes of a chunk this read fetched or joined, with
+    /// a read reference on it (it may not be stored yet).
+    pub(crate) fn keep(&mut self, digest: ChunkDigest, data: Arc<Vec<u8>>) {
+        if self.fetched.insert(digest, data).is_none() {
+            self.inner
+                .ledger
+                .lock()
+                .expect("ledger lock")
+                .expect_reader(digest);
+            self.held.push(digest);
+        }
+    }
+
+    /// Whether every chunk of `chunks` is in memory (no disk read needed).
+    fn all_in_memory(&self, chunks: &[ChunkRecord]) -> bool {
+        let mut hot = self.inner.hot.lock().expect("hot set lock");
+        chunks
+            .iter()
+            .all(|c| self.fetched.contains_key(&c.digest) || hot.get(&c.digest).is_some())
     }
 }
 
@@ -68,14 +93,8 @@ impl Drop for ReadGuard {
             ledger.release(*d);
         }
         drop(ledger);
-        self.inner.enforce_quota();
+        self.inner.enforce_quota_soon();
     }
-}
-
-pub(crate) fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 impl ChunkCache {
@@ -95,6 +114,7 @@ impl ChunkCache {
             metrics,
             config,
             assembly: AssemblyQueue::default(),
+            admissions: Arc::default(),
         };
         let cache = Self {
             inner: Arc::new(inner),
@@ -111,6 +131,7 @@ impl ChunkCache {
 
     /// Reads `len` bytes starting `skip` bytes into the first of `chunks`
     /// (consecutive chunks of one file), fetching missing ones from `source`.
+    /// Chunk files are read on a blocking thread.
     pub async fn read(
         &self,
         source: &Arc<dyn ChunkSource>,
@@ -119,22 +140,44 @@ impl ChunkCache {
         len: usize,
     ) -> Result<Vec<u8>, CacheError> {
         let guard = self.ensure(source, chunks).await?;
-        let mut out = Vec::with_capacity(len);
-        let mut from = skip;
-        for record in chunks {
-            if out.len() >= len {
-                break;
-            }
-            let take = (u64::from(record.size).saturating_sub(from)).min((len - out.len()) as u64);
-            let take = usize::try_from(take).expect("chunk fits memory");
-            self.inner.copy_out(&guard, record, from, take, &mut out)?;
-            from = 0;
+        if guard.all_in_memory(chunks) {
+            return self.inner.copy_all(&guard, chunks, skip, len);
         }
-        Ok(out)
+        let (inner, chunks) = (Arc::clone(&self.inner), chunks.to_vec());
+        tokio::task::spawn_blocking(move || inner.copy_all(&guard, &chunks, skip, len))
+            .await
+            .expect("chunk copy panicked")
     }
 
-    /// Makes sure every chunk of `chunks` is cached (or held in the returned
-    /// guard), fetching the missing ones, and keeps them until the guard drops.
+    /// Writes the time of last use of the chunks read since the last call
+    /// into the index, in one batch, so that a restarted cache evicts in
+    /// LRU order. Blocking; the daemon calls it every few seconds and at
+    /// shutdown.
+    pub fn persist_use_times(&self) -> Result<usize, CacheError> {
+        let used = self.inner.ledger.lock().expect("ledger lock").take_used();
+        let entries: Vec<(ChunkDigest, IndexEntry)> = used
+            .into_iter()
+            .map(|(digest, size, used_ms)| {
+                let entry = IndexEntry {
+                    size,
+                    last_access_ms: used_ms,
+                };
+                (digest, entry)
+            })
+            .collect();
+        self.inner.index.put_all(&entries)?;
+        Ok(entries.len())
+    }
+
+    /// Waits until every chunk fetched so far is stored (file, index,
+    /// ledger): storing happens after the readers have their bytes.
+    pub async fn settled(&self) {
+        self.inner.admissions.settled().await;
+    }
+
+    /// Makes sure every chunk of `chunks` is cached or in the returned
+    /// guard's memory, fetching the missing ones; cached ones are kept until
+    /// the guard drops. Fetched chunks are stored in the background.
     pub async fn ensure(
         &self,
         source: &Arc<dyn ChunkSource>,
@@ -269,7 +312,7 @@ impl ChunkCache {
 }
 
 impl Inner {
-    /// Stores a verified chunk: file, then index, then ledger (held for the caller).
+    /// Stores a verified chunk: file, then index, then ledger. Blocking.
     pub(crate) fn admit(&self, digest: ChunkDigest, data: &[u8]) -> Result<(), CacheError> {
         self.store.write(&digest, data)?;
         let size = data.len() as u64;
@@ -277,7 +320,7 @@ impl Inner {
             &digest,
             IndexEntry {
                 size,
-                last_access: now_secs(),
+                last_access_ms: now_ms(),
             },
         ) {
             let _ = self.store.remove(&digest);
@@ -286,9 +329,32 @@ impl Inner {
         self.ledger
             .lock()
             .expect("ledger lock")
-            .insert(digest, size, true);
+            .insert(digest, size, false);
         self.update_gauges();
         Ok(())
+    }
+
+    /// Copies `len` bytes from `skip` into the first of `chunks` out of
+    /// memory or the chunk files (blocking when a file is read).
+    fn copy_all(
+        &self,
+        guard: &ReadGuard,
+        chunks: &[ChunkRecord],
+        skip: u64,
+        len: usize,
+    ) -> Result<Vec<u8>, CacheError> {
+        let mut out = Vec::with_capacity(len);
+        let mut from = skip;
+        for record in chunks {
+            if out.len() >= len {
+                break;
+            }
+            let take = (u64::from(record.size).saturating_sub(from)).min((len - out.len()) as u64);
+            let take = usize::try_from(take).expect("chunk fits memory");
+            self.copy_out(guard, record, from, take, &mut out)?;
+            from = 0;
+        }
+        Ok(out)
     }
 
     fn copy_out(
@@ -300,7 +366,7 @@ impl Inner {
         out: &mut Vec<u8>,
     ) -> Result<(), CacheError> {
         let data = guard
-            .unstored
+            .fetched
             .get(&record.digest)
             .cloned()
             .or_else(|| self.hot.lock().expect("hot set lock").get(&record.digest));
@@ -317,6 +383,27 @@ impl Inner {
     pub(crate) fn enforce_quota(&self) {
         let quota = self.config.quota_bytes;
         self.evict_to(quota);
+    }
+
+    /// [`Inner::enforce_quota`] when over quota: on a blocking thread
+    /// when called from the async runtime (eviction deletes files).
+    fn enforce_quota_soon(self: &Arc<Self>) {
+        let over = self.ledger.lock().expect("ledger lock").total() > self.config.quota_bytes;
+        if !over {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let (inner, admissions) = (Arc::clone(self), Arc::clone(&self.admissions));
+                admissions.add(1);
+                runtime.spawn_blocking(move || {
+                    inner.enforce_quota();
+                    drop(inner);
+                    admissions.done(1);
+                });
+            }
+            Err(_) => self.enforce_quota(),
+        }
     }
 
     fn evict_to(&self, target: u64) -> (usize, u64) {

@@ -1,5 +1,8 @@
 //! Single-flight: concurrent misses on one chunk make one fetch; the
-//! others wait for its outcome.
+//! others wait for its outcome, which carries the verified bytes. A flight
+//! stays registered after its outcome is known, until the chunk is on disk
+//! (the guard is dropped after admission): a reader arriving in between
+//! gets the bytes from the flight instead of fetching them again.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -9,7 +12,10 @@ use tokio::sync::watch;
 
 use crate::CacheError;
 
-type Outcome = Option<Result<(), CacheError>>;
+/// A fetch's outcome: the verified bytes, or why there are none.
+pub(crate) type Fetched = Result<Arc<Vec<u8>>, CacheError>;
+
+type Outcome = Option<Fetched>;
 
 /// Fetches in progress, by chunk.
 #[derive(Debug, Default)]
@@ -21,7 +27,7 @@ pub(crate) struct Flights {
 pub(crate) enum Claim {
     /// The caller does; it must complete the guard.
     Mine(FlightGuard),
-    /// Someone else does; wait on this.
+    /// Someone else does (or did, and is storing it); wait on this.
     Theirs(watch::Receiver<Outcome>),
 }
 
@@ -36,17 +42,17 @@ impl Flights {
         map.insert(digest, rx);
         Claim::Mine(FlightGuard {
             digest,
-            tx: Some(tx),
+            tx,
             map: Arc::clone(&self.map),
         })
     }
 }
 
-/// The duty to report a claimed fetch's outcome; dropping it unreported
-/// tells the waiters it was abandoned.
+/// The duty to report a claimed fetch's outcome. Dropping it ends the
+/// flight; dropped unreported, it tells the waiters it was abandoned.
 pub(crate) struct FlightGuard {
     digest: ChunkDigest,
-    tx: Option<watch::Sender<Outcome>>,
+    tx: watch::Sender<Outcome>,
     map: Arc<Mutex<HashMap<ChunkDigest, watch::Receiver<Outcome>>>>,
 }
 
@@ -56,34 +62,31 @@ impl FlightGuard {
         self.digest
     }
 
-    /// Reports the outcome to every waiter.
-    pub(crate) fn complete(mut self, outcome: Result<(), CacheError>) {
-        self.finish(outcome);
-    }
-
-    fn finish(&mut self, outcome: Result<(), CacheError>) {
-        if let Some(tx) = self.tx.take() {
-            self.map
-                .lock()
-                .expect("flight map lock")
-                .remove(&self.digest);
-            let _ = tx.send(Some(outcome));
-        }
+    /// Wakes every waiter with the outcome. The flight stays registered
+    /// until the guard is dropped; the first report is the one kept.
+    pub(crate) fn complete(&self, outcome: Fetched) {
+        self.tx.send_if_modified(|slot| {
+            let fresh = slot.is_none();
+            if fresh {
+                *slot = Some(outcome);
+            }
+            fresh
+        });
     }
 }
 
 impl Drop for FlightGuard {
     fn drop(&mut self) {
-        let digest = self.digest;
-        self.finish(Err(CacheError::Abandoned(digest)));
+        self.complete(Err(CacheError::Abandoned(self.digest)));
+        self.map
+            .lock()
+            .expect("flight map lock")
+            .remove(&self.digest);
     }
 }
 
-/// Waits for another caller's fetch to finish.
-pub(crate) async fn wait(
-    mut rx: watch::Receiver<Outcome>,
-    digest: ChunkDigest,
-) -> Result<(), CacheError> {
+/// Waits for another caller's fetch to finish; returns its bytes.
+pub(crate) async fn wait(mut rx: watch::Receiver<Outcome>, digest: ChunkDigest) -> Fetched {
     match rx.wait_for(Option::is_some).await {
         Ok(outcome) => outcome.clone().expect("waited for Some"),
         Err(_) => Err(CacheError::Abandoned(digest)),
@@ -95,7 +98,7 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn second_claim_waits_for_the_first() {
+    async fn waiters_get_the_bytes_before_the_flight_ends() {
         let flights = Flights::default();
         let d = ChunkDigest([1; 32]);
         let Claim::Mine(guard) = flights.claim(d) else {
@@ -105,8 +108,14 @@ mod tests {
             panic!("second claim waits")
         };
         let waiter = tokio::spawn(wait(rx, d));
-        guard.complete(Ok(()));
-        assert_eq!(waiter.await.unwrap(), Ok(()));
+        guard.complete(Ok(Arc::new(vec![7; 3])));
+        assert_eq!(waiter.await.unwrap(), Ok(Arc::new(vec![7; 3])));
+        // Still storing: a late reader joins and gets the bytes at once.
+        let Claim::Theirs(late) = flights.claim(d) else {
+            panic!("the flight lasts until the guard drops")
+        };
+        assert_eq!(wait(late, d).await, Ok(Arc::new(vec![7; 3])));
+        drop(guard);
         assert!(
             matches!(flights.claim(d), Claim::Mine(_)),
             "finished flights are forgotten"

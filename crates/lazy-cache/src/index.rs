@@ -16,15 +16,16 @@ use crate::CacheError;
 pub struct IndexEntry {
     /// Uncompressed size in bytes.
     pub size: u64,
-    /// Last access, seconds since the epoch (coarse).
-    pub last_access: u64,
+    /// Last use, milliseconds since the epoch (hits are written in
+    /// batches: see [`crate::ChunkCache::persist_use_times`]).
+    pub last_access_ms: u64,
 }
 
 impl IndexEntry {
     fn encode(&self) -> [u8; 16] {
         let mut out = [0u8; 16];
         out[..8].copy_from_slice(&self.size.to_le_bytes());
-        out[8..].copy_from_slice(&self.last_access.to_le_bytes());
+        out[8..].copy_from_slice(&self.last_access_ms.to_le_bytes());
         out
     }
 
@@ -33,8 +34,18 @@ impl IndexEntry {
         let (size, last) = bytes.split_at(8);
         Some(Self {
             size: u64::from_le_bytes(size.try_into().ok()?),
-            last_access: u64::from_le_bytes(last.try_into().ok()?),
+            last_access_ms: from_stored_time(u64::from_le_bytes(last.try_into().ok()?)),
         })
+    }
+}
+
+/// Older indexes stored seconds: a value below 10^11 is seconds (10^11 ms
+/// is in 1973; 10^11 s in the year 5138).
+fn from_stored_time(value: u64) -> u64 {
+    if value < 100_000_000_000 {
+        value.saturating_mul(1000)
+    } else {
+        value
     }
 }
 
@@ -127,6 +138,15 @@ impl ChunkIndex {
         self.db.put(digest.0, entry.encode()).map_err(db_err)
     }
 
+    /// Records the last use of chunks, in one write.
+    pub fn put_all(&self, entries: &[(ChunkDigest, IndexEntry)]) -> Result<(), CacheError> {
+        let mut batch = WriteBatch::default();
+        for (digest, entry) in entries {
+            batch.put(digest.0, entry.encode());
+        }
+        self.db.write(batch).map_err(db_err)
+    }
+
     /// Forgets chunks.
     pub fn delete_all(&self, digests: &[ChunkDigest]) -> Result<(), CacheError> {
         let mut batch = WriteBatch::default();
@@ -160,6 +180,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn times_in_seconds_from_older_indexes_read_as_milliseconds() {
+        let mut old = [0u8; 16];
+        old[..8].copy_from_slice(&5u64.to_le_bytes());
+        old[8..].copy_from_slice(&1_700_000_000u64.to_le_bytes());
+        let entry = IndexEntry::decode(&old).unwrap();
+        assert_eq!(entry.last_access_ms, 1_700_000_000_000);
+        let new = IndexEntry {
+            size: 5,
+            last_access_ms: 1_700_000_000_123,
+        };
+        assert_eq!(IndexEntry::decode(&new.encode()), Some(new));
+    }
+
+    #[test]
     fn persists_across_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let d = ChunkDigest::of(b"x");
@@ -170,7 +204,7 @@ mod tests {
                     &d,
                     IndexEntry {
                         size: 7,
-                        last_access: 9,
+                        last_access_ms: 1_700_000_000_123,
                     },
                 )
                 .unwrap();
@@ -184,7 +218,7 @@ mod tests {
                 d,
                 IndexEntry {
                     size: 7,
-                    last_access: 9
+                    last_access_ms: 1_700_000_000_123
                 }
             ))
         );

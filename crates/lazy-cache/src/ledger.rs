@@ -1,7 +1,7 @@
 //! In-memory accounting of the cached chunks: sizes, recency, readers and
 //! pins. Decides what to evict; never a chunk being read or a pinned one.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use lazy_format::ChunkDigest;
 
@@ -9,6 +9,9 @@ use lazy_format::ChunkDigest;
 struct Held {
     size: u64,
     tick: u64,
+    /// Wall-clock time of the last use, ms since the epoch (persisted in
+    /// batches, so that LRU order survives a restart).
+    used_ms: u64,
     readers: u32,
     /// A whole-file copy of other chunks (see `assemble`), not a chunk.
     copy: bool,
@@ -24,6 +27,11 @@ pub(crate) struct Ledger {
     total: u64,
     copies: usize,
     copy_bytes: u64,
+    /// Used since their last use was persisted.
+    dirty: HashSet<ChunkDigest>,
+    /// Read references on chunks a reader holds in memory while they are
+    /// being stored: they become the chunk's readers when it is inserted.
+    pending_readers: HashMap<ChunkDigest, u32>,
 }
 
 impl Ledger {
@@ -32,9 +40,21 @@ impl Ledger {
         self.tick
     }
 
-    /// Adds a present chunk (oldest-first when loading); `reader` takes a
-    /// read reference for the caller. Returns false if it was there already.
+    /// Adds a present chunk used now; `reader` takes a read reference for
+    /// the caller. Returns false if it was there already.
     pub(crate) fn insert(&mut self, digest: ChunkDigest, size: u64, reader: bool) -> bool {
+        self.insert_used(digest, size, reader, now_ms())
+    }
+
+    /// Adds a present chunk last used at `used_ms` (oldest first when
+    /// loading). Returns false if it was there already.
+    pub(crate) fn insert_used(
+        &mut self,
+        digest: ChunkDigest,
+        size: u64,
+        reader: bool,
+        used_ms: u64,
+    ) -> bool {
         if self.acquire_if(digest, reader) {
             return false;
         }
@@ -44,7 +64,8 @@ impl Ledger {
             Held {
                 size,
                 tick,
-                readers: u32::from(reader),
+                used_ms,
+                readers: u32::from(reader) + self.pending_readers.remove(&digest).unwrap_or(0),
                 copy: false,
             },
         );
@@ -70,9 +91,21 @@ impl Ledger {
         };
         self.order.remove(&(held.tick, digest));
         held.tick = tick;
+        held.used_ms = now_ms();
         held.readers += u32::from(reader);
         self.order.insert((tick, digest));
+        self.dirty.insert(digest);
         true
+    }
+
+    /// The chunks used since the last call, with size and time of last
+    /// use, for the index.
+    pub(crate) fn take_used(&mut self) -> Vec<(ChunkDigest, u64, u64)> {
+        let dirty = std::mem::take(&mut self.dirty);
+        dirty
+            .into_iter()
+            .filter_map(|d| self.chunks.get(&d).map(|h| (d, h.size, h.used_ms)))
+            .collect()
     }
 
     /// Marks a present entry as a whole-file copy rather than a chunk
@@ -87,10 +120,24 @@ impl Ledger {
         }
     }
 
-    /// Drops a read reference.
+    /// Takes a read reference on a chunk a reader has in memory: on the
+    /// chunk if it is present, else on its coming insertion.
+    pub(crate) fn expect_reader(&mut self, digest: ChunkDigest) {
+        match self.chunks.get_mut(&digest) {
+            Some(held) => held.readers += 1,
+            None => *self.pending_readers.entry(digest).or_default() += 1,
+        }
+    }
+
+    /// Drops a read reference (taken by `acquire`, `insert` or `expect_reader`).
     pub(crate) fn release(&mut self, digest: ChunkDigest) {
         if let Some(held) = self.chunks.get_mut(&digest) {
             held.readers = held.readers.saturating_sub(1);
+        } else if let Some(n) = self.pending_readers.get_mut(&digest) {
+            *n -= 1;
+            if *n == 0 {
+                self.pending_readers.remove(&digest);
+            }
         }
     }
 
@@ -147,6 +194,7 @@ impl Ledger {
         let Some(held) = self.chunks.remove(&digest) else {
             return 0;
         };
+        self.dirty.remove(&digest);
         self.order.remove(&(held.tick, digest));
         self.total -= held.size;
         if held.copy {
@@ -180,6 +228,13 @@ impl Ledger {
     pub(crate) fn digests(&self) -> Vec<ChunkDigest> {
         self.chunks.keys().copied().collect()
     }
+}
+
+/// Milliseconds since the epoch.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]

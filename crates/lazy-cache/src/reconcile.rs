@@ -32,13 +32,13 @@ pub(crate) fn reconcile(store: &ChunkStore, index: &ChunkIndex) -> Result<Ledger
     }
     index.delete_all(&stale)?;
     let indexed: std::collections::HashSet<ChunkDigest> = known.iter().map(|(d, _)| *d).collect();
-    let now = crate::cache::now_secs();
+    let now = crate::ledger::now_ms();
     for (digest, size) in files.iter().filter(|(d, _)| !indexed.contains(*d)) {
         let verified = store.hash(digest).is_ok_and(|h| h == *digest);
         if verified {
             let entry = IndexEntry {
                 size: *size,
-                last_access: now,
+                last_access_ms: now,
             };
             index.put(digest, entry)?;
             known.push((*digest, entry));
@@ -47,10 +47,11 @@ pub(crate) fn reconcile(store: &ChunkStore, index: &ChunkIndex) -> Result<Ledger
             store.remove(digest)?;
         }
     }
-    known.sort_by_key(|(d, e)| (e.last_access, *d));
+    // Least recently used first: eviction order survives the restart.
+    known.sort_by_key(|(d, e)| (e.last_access_ms, *d));
     let mut ledger = Ledger::default();
     for (digest, entry) in known {
-        ledger.insert(digest, entry.size, false);
+        ledger.insert_used(digest, entry.size, false, entry.last_access_ms);
     }
     // Records of assembled files that are gone (evicted, or lost in a crash).
     for copy in index.prune_assembled(|content| ledger.contains(content))? {

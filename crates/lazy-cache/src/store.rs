@@ -3,16 +3,14 @@
 //! so a crash never leaves a partial chunk under its final name.
 
 use std::fs::{self, File};
-use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use lazy_format::ChunkDigest;
+use lazy_statefile::{Durability, TEMP_SUFFIX, write_atomic};
 
 use crate::CacheError;
-
-const TEMP_SUFFIX: &str = ".tmp";
 
 /// The chunk files of one cache directory.
 #[derive(Debug)]
@@ -39,24 +37,13 @@ impl ChunkStore {
     }
 
     /// Writes verified chunk bytes under their digest (temp file, rename).
+    /// Not fsynced: a chunk lost to a power cut fails the size check of
+    /// start-up reconciliation and is fetched again.
     pub fn write(&self, digest: &ChunkDigest, data: &[u8]) -> Result<(), CacheError> {
         let path = self.path(digest);
         let parent = path.parent().expect("chunk path has a parent");
         fs::create_dir_all(parent).map_err(|e| CacheError::store(parent, e))?;
-        let n = self.temp_counter.fetch_add(1, Ordering::Relaxed);
-        let temp = parent.join(format!(
-            "{}.{}.{n}{TEMP_SUFFIX}",
-            digest.hex(),
-            std::process::id()
-        ));
-        let result = File::create(&temp)
-            .and_then(|mut f| f.write_all(data))
-            .and_then(|()| fs::rename(&temp, &path));
-        if let Err(e) = result {
-            let _ = fs::remove_file(&temp);
-            return Err(CacheError::store(&path, e));
-        }
-        Ok(())
+        write_atomic(&path, data, Durability::ProcessCrash).map_err(|e| CacheError::store(&path, e))
     }
 
     /// A new temp file for content whose digest is known only once written

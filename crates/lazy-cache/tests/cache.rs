@@ -123,6 +123,7 @@ async fn reads_fetch_only_what_they_need_once() {
         .unwrap();
     assert_eq!(data, chunks[5][100..150]);
     assert_eq!(blob.request_count(), 1);
+    cache.settled().await;
     let r = blob.records[5];
     assert_eq!(
         blob.requests.lock().unwrap()[0],
@@ -254,18 +255,21 @@ async fn quota_holds_and_readers_keep_their_chunks() {
     let source: Arc<dyn ChunkSource> = blob.clone();
     // A reader holds chunk 0 while others read past the quota.
     let held = cache.ensure(&source, &blob.records[0..1]).await.unwrap();
+    cache.settled().await;
     for (c, expected) in chunks.iter().enumerate().skip(1) {
         let got = cache
             .read(&source, &blob.records[c..=c], 0, 10_000)
             .await
             .unwrap();
         assert_eq!(&got, expected);
+        cache.settled().await;
         assert!(
             cache.contains(&blob.records[0].digest),
             "a chunk being read is never evicted"
         );
     }
     drop(held);
+    cache.settled().await;
     assert!(
         cache.usage().0 <= 50_000,
         "within quota: {:?}",
@@ -292,6 +296,7 @@ async fn restart_reconciles_files_and_index() {
     {
         let (cache, _) = open(dir.path(), u64::MAX);
         cache.read(&source, &blob.records, 0, 3_000).await.unwrap();
+        cache.settled().await;
         paths = blob
             .records
             .iter()
@@ -335,6 +340,7 @@ async fn chunks_stored_before_a_failure_in_the_same_run_stay_evictable() {
         .unwrap_err();
     assert!(matches!(err, CacheError::Verification { .. }), "{err}");
     assert_eq!(blob.request_count(), 1, "one coalesced run");
+    cache.settled().await;
     assert!(cache.contains(&blob.records[0].digest) && !cache.contains(&blob.records[2].digest));
     assert_eq!(
         cache.gc(0).0,
@@ -376,8 +382,10 @@ async fn fully_cached_files_are_assembled_into_one_verified_file() {
     let records = &blob.records;
     assert!(!cache.assemble_later(records), "nothing cached yet");
     cache.read(&source, &records[..1], 0, 10_000).await.unwrap();
+    cache.settled().await;
     assert!(!cache.assemble_later(records), "partly cached");
     cache.read(&source, records, 0, 40_000).await.unwrap();
+    cache.settled().await;
     assert!(
         !cache.assemble_later(&records[..1]),
         "one chunk is its own file"
@@ -419,6 +427,8 @@ async fn assembled_files_obey_the_quota() {
         // 40 KB is more than a quarter of a 100 KB quota: never copied.
         let (cache, _) = open(dir.path(), 100_000);
         cache.read(&source, records, 0, 40_000).await.unwrap();
+        cache.settled().await;
+        assert_eq!(cache.usage().1, 3, "all cached");
         assert!(!cache.assemble_later(records));
     }
     let (cache, registry) = open(dir.path(), 200_000);
@@ -432,4 +442,69 @@ async fn assembled_files_obey_the_quota() {
         cache.read(&source, records, 0, 40_000).await.unwrap(),
         file.concat()
     );
+}
+
+#[tokio::test]
+async fn lru_order_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let chunks: Vec<Vec<u8>> = (0..3).map(|n| chunk(n, 10_000)).collect();
+    let blob = Arc::new(MemoryBlob::new(&chunks));
+    let source: Arc<dyn ChunkSource> = blob.clone();
+    let records = &blob.records;
+    {
+        let (cache, _) = open(dir.path(), u64::MAX);
+        // Stored in the order 0, 1, 2; then 0 is read again: 1 is the least
+        // recently used. Times are in ms: keep the steps apart.
+        for r in [
+            &records[0..1],
+            &records[1..2],
+            &records[2..3],
+            &records[0..1],
+        ] {
+            cache.read(&source, r, 0, 10).await.unwrap();
+            cache.settled().await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(cache.persist_use_times().unwrap(), 1, "one hit to persist");
+    }
+    // Room for two: reopening evicts the least recently used one.
+    let (cache, _) = open(dir.path(), 20_000);
+    assert!(
+        !cache.contains(&records[1].digest),
+        "1 was least recently used"
+    );
+    assert!(cache.contains(&records[0].digest) && cache.contains(&records[2].digest));
+}
+
+#[tokio::test]
+async fn reads_are_served_when_the_chunk_cannot_be_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cache, _) = open(dir.path(), u64::MAX);
+    let chunks: Vec<Vec<u8>> = (0..2).map(|n| chunk(n, 8_000)).collect();
+    let blob = Arc::new(MemoryBlob::new(&chunks));
+    let source: Arc<dyn ChunkSource> = blob.clone();
+    // The chunk directory cannot be written: storing fails, reading does not.
+    let path = cache.chunk_path(&blob.records[0].digest);
+    let fanout = path.parent().unwrap();
+    std::fs::create_dir_all(fanout.parent().unwrap()).unwrap();
+    std::fs::write(fanout, b"not a directory").unwrap();
+    let data = cache
+        .read(&source, &blob.records[0..1], 0, 8_000)
+        .await
+        .unwrap();
+    assert_eq!(data, chunks[0]);
+    cache.settled().await;
+    assert!(
+        !cache.contains(&blob.records[0].digest),
+        "could not be stored"
+    );
+    assert_eq!(
+        cache
+            .read(&source, &blob.records[0..1], 0, 8_000)
+            .await
+            .unwrap(),
+        chunks[0],
+        "fetched again, served again"
+    );
+    assert_eq!(blob.request_count(), 2);
 }

@@ -7,9 +7,11 @@ pub(crate) mod errors;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
+use tracing::Instrument;
 
 use lazy_control::{ControlError, ErrorKind, Request, Response};
 
@@ -41,12 +43,19 @@ pub async fn serve(listener: UnixListener, state: Arc<DaemonState>) {
     }
 }
 
+/// Numbers requests, so that one can be followed through the logs.
+static NEXT_REQUEST: AtomicU64 = AtomicU64::new(1);
+
 async fn handle(stream: UnixStream, state: Arc<DaemonState>) {
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         let response = match serde_json::from_str::<Request>(&line) {
-            Ok(request) => dispatch(&state, request).await,
+            Ok(request) => {
+                let id = NEXT_REQUEST.fetch_add(1, Ordering::Relaxed);
+                let span = tracing::info_span!("request", id, op = op_name(&request));
+                dispatch(&state, request).instrument(span).await
+            }
             Err(e) => Response::Error(ControlError::new(
                 ErrorKind::InvalidRequest,
                 format!("bad request: {e}"),
@@ -57,6 +66,22 @@ async fn handle(stream: UnixStream, state: Arc<DaemonState>) {
         if write.write_all(&out).await.is_err() {
             return;
         }
+    }
+}
+
+/// A request's operation, as named in the protocol.
+fn op_name(request: &Request) -> &'static str {
+    match request {
+        Request::Ping => "ping",
+        Request::Attach { .. } => "attach",
+        Request::AttachLayer { .. } => "attach_layer",
+        Request::RecordStart { .. } => "record_start",
+        Request::RecordStop => "record_stop",
+        Request::Detach { .. } => "detach",
+        Request::List => "list",
+        Request::Stats => "stats",
+        Request::Gc { .. } => "gc",
+        Request::Verify => "verify",
     }
 }
 
@@ -93,12 +118,17 @@ async fn dispatch(state: &Arc<DaemonState>, request: Request) -> Response {
             .await
             .map(|()| Response::Ok),
         Request::List => Ok(Response::Layers(state.list())),
-        Request::Stats => Ok(Response::Stats(state.stats())),
+        Request::Stats => {
+            state.settled().await;
+            Ok(Response::Stats(state.stats()))
+        }
         Request::Gc { target_bytes } => {
+            state.settled().await;
             let (chunks, removed) = state.blocking(move |s| s.gc(target_bytes)).await;
             Ok(Response::Removed { chunks, removed })
         }
         Request::Verify => {
+            state.settled().await;
             let (chunks, removed) = state.blocking(DaemonState::verify).await;
             Ok(Response::Removed { chunks, removed })
         }

@@ -20,6 +20,7 @@ use fuser::{
 };
 use lazy_cache::ChunkCache;
 use lazy_format::{ChunkRecord, EntryKind};
+use tracing::Instrument;
 
 use crate::fuse::error::FsError;
 use crate::fuse::inode::ROOT_INO;
@@ -56,12 +57,16 @@ impl LazyFuse {
             self.cache.clone(),
             Arc::clone(&self.recorder),
         );
-        self.runtime.spawn(async move {
-            match read(&table, &cache, &recorder, ino, offset, size).await {
-                Ok(data) => reply.data(&data),
-                Err(e) => reply.error(e.errno()),
+        let span = tracing::debug_span!("read", ino, offset, size);
+        self.runtime.spawn(
+            async move {
+                match read(&table, &cache, &recorder, ino, offset, size).await {
+                    Ok(data) => reply.data(&data),
+                    Err(e) => reply.error(e.errno()),
+                }
             }
-        });
+            .instrument(span),
+        );
     }
 }
 
@@ -290,10 +295,15 @@ impl Filesystem for LazyFuse {
     ) {
         if let Some(table) = &self.passthrough {
             table.release(fh.0);
-            // A file read through the daemon may be all cached now: copy
-            // it whole so that its next open can be passthrough.
-            if let Some(chunks) = self.file_chunks(ino.0) {
-                self.cache.assemble_later(&chunks);
+            // A file read through the daemon may be all cached now (once
+            // the chunks just fetched are stored): copy it whole so that
+            // its next open can be passthrough.
+            if let Some(chunks) = self.file_chunks(ino.0).filter(|c| c.len() > 1) {
+                let cache = self.cache.clone();
+                self.runtime.spawn(async move {
+                    cache.settled().await;
+                    cache.assemble_later(&chunks);
+                });
             }
         }
         reply.ok();

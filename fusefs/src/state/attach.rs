@@ -43,6 +43,7 @@ impl DaemonState {
     /// before is used as it was, without the registry. The metadata of
     /// new layers and the config are fetched concurrently: on a WAN each
     /// sequential request would add a round trip to every container start.
+    #[tracing::instrument(name = "attach", skip_all, fields(%image))]
     pub async fn attach(
         self: &Arc<Self>,
         image: &str,
@@ -222,6 +223,7 @@ impl DaemonState {
 
     /// Attaches one layer blob of the repository `image` names, by digest:
     /// its size from the registry, then its footer and metadata.
+    #[tracing::instrument(name = "attach_layer", skip_all, fields(%image, %digest))]
     pub async fn attach_layer_blob(
         self: &Arc<Self>,
         image: &str,

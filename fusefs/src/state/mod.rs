@@ -97,6 +97,11 @@ impl DaemonState {
         Arc::clone(&self.table)
     }
 
+    /// The shared chunk cache.
+    pub fn cache(&self) -> &ChunkCache {
+        &self.cache
+    }
+
     /// The read recorder, for the FUSE adapter.
     pub fn recorder(&self) -> Arc<Recorder> {
         Arc::clone(&self.recorder)
@@ -114,9 +119,23 @@ impl DaemonState {
         work: impl FnOnce(&DaemonState) -> T + Send + 'static,
     ) -> T {
         let this = Arc::clone(self);
-        match tokio::task::spawn_blocking(move || work(&this)).await {
+        // The caller's span (the request, the attach) follows the work.
+        let span = tracing::Span::current();
+        match tokio::task::spawn_blocking(move || span.in_scope(|| work(&this))).await {
             Ok(value) => value,
             Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+
+    /// Waits (a few seconds at most) until the chunks fetched so far are
+    /// stored, so that stats, gc and verify see them.
+    pub async fn settled(&self) {
+        let bound = std::time::Duration::from_secs(5);
+        if tokio::time::timeout(bound, self.cache.settled())
+            .await
+            .is_err()
+        {
+            tracing::warn!("chunks still being stored after {} s", bound.as_secs());
         }
     }
 

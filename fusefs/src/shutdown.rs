@@ -1,0 +1,97 @@
+//! Stopping lazyfsd in bounded time, whatever its readers are waiting for.
+//!
+//! A reader blocked on a fetch from a registry that does not answer keeps
+//! a FUSE request pending, and the mount busy: a plain unmount fails, and
+//! joining the session threads would wait for the fetch. So: the mount is
+//! detached lazily (no new opens), the kernel connection is aborted (pending
+//! requests fail with ENOTCONN, the session threads see ENODEV and end), and
+//! every step has a deadline. A watchdog ends the process if the whole stop
+//! overruns; exiting closes `/dev/fuse`, which aborts the connection too.
+
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use fuser::BackgroundSession;
+use lazy_cache::ChunkCache;
+
+/// The whole stop, before the watchdog ends the process.
+const STOP_DEADLINE: Duration = Duration::from_secs(8);
+/// Waiting for the FUSE session threads to end.
+const JOIN_DEADLINE: Duration = Duration::from_secs(3);
+/// Waiting for the async runtime's tasks.
+const RUNTIME_DEADLINE: Duration = Duration::from_secs(2);
+
+/// Stops serving `mountpoint`: persists what must survive, detaches the
+/// mount, aborts the connection, ends the session and the runtime.
+pub(crate) fn stop(
+    session: BackgroundSession,
+    mountpoint: &Path,
+    cache: &ChunkCache,
+    runtime: tokio::runtime::Runtime,
+) {
+    start_watchdog();
+    if let Err(e) = cache.persist_use_times() {
+        tracing::warn!("saving chunk use times: {e}");
+    }
+    let connection = connection_of(mountpoint);
+    if let Err(e) = nix::mount::umount2(mountpoint, nix::mount::MntFlags::MNT_DETACH) {
+        tracing::warn!("unmounting {}: {e}", mountpoint.display());
+    }
+    if let Some(connection) = connection {
+        abort(connection);
+    }
+    let (done_tx, done_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done_tx.send(session.join());
+    });
+    match done_rx.recv_timeout(JOIN_DEADLINE) {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!("FUSE session ended with: {e}"),
+        Err(_) => tracing::warn!("FUSE session threads still busy; leaving them"),
+    }
+    runtime.shutdown_timeout(RUNTIME_DEADLINE);
+}
+
+/// Ends the process if the stop takes longer than [`STOP_DEADLINE`].
+fn start_watchdog() {
+    std::thread::spawn(|| {
+        std::thread::sleep(STOP_DEADLINE);
+        tracing::error!(
+            "stopping took longer than {} s; exiting now",
+            STOP_DEADLINE.as_secs()
+        );
+        std::process::exit(1);
+    });
+}
+
+/// The FUSE connection number of the mount at `mountpoint` (its device's
+/// minor number), read before it is detached.
+fn connection_of(mountpoint: &Path) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let dev = std::fs::metadata(mountpoint).ok()?.dev();
+    Some(nix::sys::stat::minor(dev))
+}
+
+/// Aborts FUSE connection `connection` through fusectl, mounting fusectl
+/// first where the system has not (best effort: the watchdog is the bound).
+fn abort(connection: u64) {
+    let connections = Path::new("/sys/fs/fuse/connections");
+    let control = connections.join(connection.to_string()).join("abort");
+    if !control.exists() {
+        let mounted = nix::mount::mount(
+            Some("fusectl"),
+            connections,
+            Some("fusectl"),
+            nix::mount::MsFlags::empty(),
+            None::<&str>,
+        );
+        if let Err(e) = mounted {
+            tracing::debug!("mounting fusectl: {e}");
+        }
+    }
+    match std::fs::write(&control, "1") {
+        Ok(()) => tracing::debug!("aborted FUSE connection {connection}"),
+        Err(e) => tracing::debug!("aborting FUSE connection {connection}: {e}"),
+    }
+}
