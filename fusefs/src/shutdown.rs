@@ -2,11 +2,12 @@
 //!
 //! A reader blocked on a fetch from a registry that does not answer keeps
 //! a FUSE request pending, and the mount busy: a plain unmount fails, and
-//! joining the session threads would wait for the fetch. So: the mount is
-//! detached lazily (no new opens), the kernel connection is aborted (pending
-//! requests fail with ENOTCONN, the session threads see ENODEV and end), and
-//! every step has a deadline. A watchdog ends the process if the whole stop
-//! overruns; exiting closes `/dev/fuse`, which aborts the connection too.
+//! joining the session threads would wait for the fetch. So: the kernel
+//! connection is aborted first (pending requests fail with ENOTCONN, the
+//! session threads see ENODEV and end), then the mount is unmounted, or
+//! detached lazily when files are still open on it, and every step has a
+//! deadline. A watchdog ends the process if the whole stop overruns;
+//! exiting closes `/dev/fuse`, which aborts the connection too.
 
 use std::path::Path;
 use std::sync::mpsc;
@@ -22,8 +23,8 @@ const JOIN_DEADLINE: Duration = Duration::from_secs(3);
 /// Waiting for the async runtime's tasks.
 const RUNTIME_DEADLINE: Duration = Duration::from_secs(2);
 
-/// Stops serving `mountpoint`: persists what must survive, detaches the
-/// mount, aborts the connection, ends the session and the runtime.
+/// Stops serving `mountpoint`: persists what must survive, aborts the
+/// connection, unmounts, ends the session and the runtime.
 pub(crate) fn stop(
     session: BackgroundSession,
     mountpoint: &Path,
@@ -34,21 +35,26 @@ pub(crate) fn stop(
     if let Err(e) = cache.persist_use_times() {
         tracing::warn!("saving chunk use times: {e}");
     }
-    let connection = connection_of(mountpoint);
-    if let Err(e) = nix::mount::umount2(mountpoint, nix::mount::MntFlags::MNT_DETACH) {
-        tracing::warn!("unmounting {}: {e}", mountpoint.display());
-    }
-    if let Some(connection) = connection {
+    // Pending requests fail now (their readers get ENOTCONN), so nothing
+    // the session threads wait on outlives the stop.
+    if let Some(connection) = connection_of(mountpoint) {
         abort(connection);
     }
     let (done_tx, done_rx) = mpsc::channel();
     std::thread::spawn(move || {
-        let _ = done_tx.send(session.join());
+        let _ = done_tx.send(session.umount_and_join());
     });
+    let detach = |why: &dyn std::fmt::Display| {
+        tracing::warn!("unmounting {}: {why}; detaching it", mountpoint.display());
+        if let Err(e) = nix::mount::umount2(mountpoint, nix::mount::MntFlags::MNT_DETACH) {
+            tracing::warn!("detaching {}: {e}", mountpoint.display());
+        }
+    };
     match done_rx.recv_timeout(JOIN_DEADLINE) {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!("FUSE session ended with: {e}"),
-        Err(_) => tracing::warn!("FUSE session threads still busy; leaving them"),
+        // Busy: files are still open on it (a container runs).
+        Ok(Err(e)) => detach(&e),
+        Err(_) => detach(&"the FUSE session did not end"),
     }
     runtime.shutdown_timeout(RUNTIME_DEADLINE);
 }
@@ -66,7 +72,7 @@ fn start_watchdog() {
 }
 
 /// The FUSE connection number of the mount at `mountpoint` (its device's
-/// minor number), read before it is detached.
+/// minor number).
 fn connection_of(mountpoint: &Path) -> Option<u64> {
     use std::os::unix::fs::MetadataExt;
     let dev = std::fs::metadata(mountpoint).ok()?.dev();

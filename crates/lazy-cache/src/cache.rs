@@ -149,6 +149,31 @@ impl ChunkCache {
             .expect("chunk copy panicked")
     }
 
+    /// Reads like [`ChunkCache::read`] when every chunk is cached, on the
+    /// calling thread: blocking (chunk files are read), so for a thread of
+    /// its own such as a FUSE session thread, never an async worker.
+    /// `None` when a chunk is not cached: then [`ChunkCache::read`] fetches.
+    pub fn read_cached(
+        &self,
+        chunks: &[ChunkRecord],
+        skip: u64,
+        len: usize,
+    ) -> Option<Result<Vec<u8>, CacheError>> {
+        let mut guard = ReadGuard::new(&self.inner);
+        {
+            let mut ledger = self.inner.ledger.lock().expect("ledger lock");
+            for record in chunks {
+                if !ledger.acquire(record.digest) {
+                    return None;
+                }
+                guard.held.push(record.digest);
+            }
+        }
+        let hits = u64::try_from(chunks.len()).unwrap_or(u64::MAX);
+        self.inner.metrics.hits.inc_by(hits);
+        Some(self.inner.copy_all(&guard, chunks, skip, len))
+    }
+
     /// Writes the time of last use of the chunks read since the last call
     /// into the index, in one batch, so that a restarted cache evicts in
     /// LRU order. Blocking; the daemon calls it every few seconds and at

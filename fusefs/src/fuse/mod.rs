@@ -24,6 +24,7 @@ use tracing::Instrument;
 
 use crate::fuse::error::FsError;
 use crate::fuse::inode::ROOT_INO;
+use crate::fuse::layer::AttachedLayer;
 use crate::fuse::passthrough::{BackingTable, Opened};
 use crate::fuse::view::{DirItem, LayerTable};
 use crate::recorder::Recorder;
@@ -51,19 +52,38 @@ pub struct LazyFuse {
 }
 
 impl LazyFuse {
+    /// Answers a read: from cached chunks on this FUSE thread (a thread of
+    /// its own: no hop through the runtime), else on the runtime, where many
+    /// reads can wait on fetches at once.
     fn spawn_read(&self, ino: u64, offset: u64, size: u32, reply: ReplyData) {
-        let (table, cache, recorder) = (
-            Arc::clone(&self.table),
+        // will_need hands disk hints to the runtime's blocking threads.
+        let _runtime = self.runtime.enter();
+        let planned = match plan_read(&self.table, &self.cache, &self.recorder, ino, offset, size) {
+            Ok(Some(planned)) => planned,
+            Ok(None) => return reply.data(&[]),
+            Err(e) => return reply.error(e.errno()),
+        };
+        if let Some(result) = self
+            .cache
+            .read_cached(&planned.records, planned.skip, planned.len)
+        {
+            return answer(&planned, result, reply);
+        }
+        let (cache, span) = (
             self.cache.clone(),
-            Arc::clone(&self.recorder),
+            tracing::debug_span!("read", ino, offset, size),
         );
-        let span = tracing::debug_span!("read", ino, offset, size);
         self.runtime.spawn(
             async move {
-                match read(&table, &cache, &recorder, ino, offset, size).await {
-                    Ok(data) => reply.data(&data),
-                    Err(e) => reply.error(e.errno()),
-                }
+                let result = cache
+                    .read(
+                        &planned.layer.source,
+                        &planned.records,
+                        planned.skip,
+                        planned.len,
+                    )
+                    .await;
+                answer(&planned, result, reply);
             }
             .instrument(span),
         );
@@ -89,14 +109,26 @@ fn lookahead(offset: u64, chunk_size: u32) -> (u64, u64) {
     }
 }
 
-async fn read(
+/// A read, resolved to the chunks it needs.
+struct PlannedRead {
+    layer: Arc<AttachedLayer>,
+    index: u32,
+    records: Vec<ChunkRecord>,
+    skip: u64,
+    len: usize,
+}
+
+/// Resolves a read of file `ino` to its chunks (`None`: nothing to read),
+/// notes them for a recording, and hints the chunk files a sequential
+/// reader reaches next to the disk.
+fn plan_read(
     table: &LayerTable,
     cache: &ChunkCache,
     recorder: &Recorder,
     ino: u64,
     offset: u64,
     size: u32,
-) -> Result<Vec<u8>, FsError> {
+) -> Result<Option<PlannedRead>, FsError> {
     let (layer, index) = table.locate(ino)?;
     let index = layer.resolve(index);
     let entry = layer.entry(index).ok_or(FsError::NotFound)?;
@@ -108,7 +140,7 @@ async fn read(
     };
     let len = u64::from(size).min(file_size.saturating_sub(offset));
     if len == 0 {
-        return Ok(Vec::new());
+        return Ok(None);
     }
     let span = layer.chunks_for(index, offset, len);
     recorder.note(&layer.digest, &span.indexes);
@@ -119,17 +151,33 @@ async fn read(
         cache.will_need(&layer.chunks_for(index, from, ahead).records);
     }
     let len = usize::try_from(len).expect("read size fits memory");
-    cache
-        .read(&layer.source, &span.records, span.skip, len)
-        .await
-        .map_err(|e| {
+    Ok(Some(PlannedRead {
+        records: span.records,
+        skip: span.skip,
+        len,
+        layer,
+        index,
+    }))
+}
+
+/// Replies to a read with its bytes, or EIO and a log line naming the file.
+fn answer(read: &PlannedRead, result: Result<Vec<u8>, lazy_cache::CacheError>, reply: ReplyData) {
+    match result {
+        Ok(data) => reply.data(&data),
+        Err(e) => {
+            let path = read
+                .layer
+                .entry(read.index)
+                .map(|e| e.path.clone())
+                .unwrap_or_default();
             tracing::error!(
-                layer = %layer.digest,
-                file = %String::from_utf8_lossy(&entry.path),
+                layer = %read.layer.digest,
+                file = %String::from_utf8_lossy(&path),
                 "read failed: {e}"
             );
-            FsError::Cache(e)
-        })
+            reply.error(FsError::Cache(e).errno());
+        }
+    }
 }
 
 /// Directory items from the kernel's `offset` on (as listed by

@@ -233,23 +233,22 @@ impl DaemonState {
         let reference: Reference = image.parse().map_err(|e| invalid_reference(image, e))?;
         let client = self.client_for(&reference, credentials);
         let context = format!("attaching layer {digest} of {image}");
-        let wanted = digest.to_owned();
-        let cached = self
-            .blocking(move |state| {
-                if state.table.by_digest(&wanted).is_some() {
-                    return Ok(None);
-                }
-                state
-                    .meta_store
-                    .get(&wanted)
-                    .map(|m| m.map(|(meta, _, _)| meta))
-                    .map_err(Self::cache_failure("reading cached layer metadata"))
-            })
-            .await?;
-        let fetched = match cached {
-            Some(_) => None,
-            None if self.table.by_digest(digest).is_some() => None,
-            None => {
+        let attached = self.table.by_digest(digest).is_some();
+        let cached = match attached {
+            true => None,
+            false => {
+                let wanted = digest.to_owned();
+                self.blocking(move |state| {
+                    let cached = state.meta_store.get(&wanted);
+                    cached.map_err(Self::cache_failure("reading cached layer metadata"))
+                })
+                .await?
+                .map(|(meta, _, _)| meta)
+            }
+        };
+        let fetched = match attached || cached.is_some() {
+            true => None,
+            false => {
                 let size = client
                     .blob_exists(&reference, digest)
                     .await
