@@ -153,6 +153,7 @@ MIB=$((BIG_BYTES / 1048576))
   echo "# lazyfsd benchmark — $(date -u +%Y-%m-%dT%H:%MZ)"
   echo
   echo "Image: r-base-like (bench/convert.sh), $ENTRIES entries, 512K chunks, local docker-registry on 127.0.0.1 (no WAN emulation yet)."
+  echo "Binaries: $BIN (git $(git rev-parse --short HEAD 2>/dev/null || echo unknown) checked out)."
   echo "lazyfs side: overlay of the lazy layers (lazyfsd FUSE lower dirs); native side: umoci-unpacked tree on the same disk."
   echo "Page caches dropped before every timed step; chunk cache warm for the cached steps; $RUNS runs, median. Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
   echo "Without passthrough every read goes through lazyfsd. With passthrough the kernel reads single-chunk files (≤ 512 KiB here) from their chunk file, and multi-chunk files from a whole-file copy the cache makes once all their chunks are cached: $COPIES copies, $COPY_MIB MiB, made in $(printf %.1f "$COPY_SECS") s after their first open (before the timed runs)."
