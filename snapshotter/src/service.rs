@@ -1,0 +1,308 @@
+//! The gRPC face: containerd's snapshots API (`containerd-snapshots`) over
+//! the [`SnapshotStore`], [`SnapshotDirs`] and, for lazy layers, lazyfsd.
+//! Thin: each call checks, delegates, and maps [`StoreError`] to a status
+//! in one place ([`status`]); file work runs on blocking threads.
+//!
+//! A lazy layer arrives as a `Prepare` carrying the target chain ID
+//! (`containerd.io/snapshot.ref`), the image reference and the layer digest
+//! (`containerd.io/snapshot/cri.image-ref`, `…/cri.layer-digest`). The
+//! layer is attached in lazyfsd, committed under the target name as a
+//! remote snapshot whose content is lazyfsd's layer directory, and the
+//! answer is AlreadyExists: containerd then downloads nothing for it. A
+//! layer lazyfsd cannot attach (not lazy, no daemon) becomes an ordinary
+//! snapshot that containerd fills by applying the layer.
+
+// The trait's error type is tonic's `Status` (176 bytes); boxing it would
+// only move the allocation.
+#![allow(clippy::result_large_err)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use containerd_snapshots::api::types::Mount;
+use containerd_snapshots::tonic::Status;
+use containerd_snapshots::{Info, Kind, Snapshotter, Usage};
+use lazy_control::ControlClient;
+
+use crate::filters::{Filter, any_matches};
+use crate::mounts::{MountSpec, SnapshotDirs};
+use crate::store::{DiskUsage, SnapshotKind, SnapshotRecord, SnapshotStore, StoreError};
+use crate::usage::disk_usage;
+
+/// The target chain ID of a layer being unpacked.
+pub const TARGET_LABEL: &str = "containerd.io/snapshot.ref";
+/// The image a layer belongs to (set by `lazyctl pull --containerd` and CRI).
+pub const IMAGE_LABEL: &str = "containerd.io/snapshot/cri.image-ref";
+/// The layer's blob digest.
+pub const LAYER_LABEL: &str = "containerd.io/snapshot/cri.layer-digest";
+/// Marks remote snapshots (as stargz-snapshotter does).
+pub const REMOTE_LABEL: &str = "containerd.io/snapshot/remote";
+
+/// The snapshotter.
+pub struct LazySnapshotter {
+    store: Arc<SnapshotStore>,
+    dirs: SnapshotDirs,
+    /// lazyfsd, for remote snapshots; `None`: every layer is applied.
+    daemon: Option<ControlClient>,
+}
+
+/// The one mapping from metadata errors to gRPC statuses (containerd
+/// turns these codes back into its errdefs).
+pub fn status(e: StoreError) -> Status {
+    match e {
+        StoreError::NotFound(_) => Status::not_found(e.to_string()),
+        StoreError::AlreadyExists(_) => Status::already_exists(e.to_string()),
+        StoreError::InvalidArgument(_) => Status::invalid_argument(e.to_string()),
+        StoreError::FailedPrecondition(_) => Status::failed_precondition(e.to_string()),
+        StoreError::Save { .. } => Status::internal(e.to_string()),
+    }
+}
+
+fn io_status(what: &str, e: std::io::Error) -> Status {
+    Status::internal(format!("{what}: {e}"))
+}
+
+impl LazySnapshotter {
+    /// A snapshotter over `store` and `dirs`, with lazyfsd at `daemon`.
+    pub fn new(store: SnapshotStore, dirs: SnapshotDirs, daemon: Option<ControlClient>) -> Self {
+        Self {
+            store: Arc::new(store),
+            dirs,
+            daemon,
+        }
+    }
+
+    /// Creates an active snapshot or a view and its directories.
+    async fn create(
+        &self,
+        kind: SnapshotKind,
+        key: &str,
+        parent: &str,
+        labels: HashMap<String, String>,
+    ) -> Result<Vec<Mount>, Status> {
+        let parent = (!parent.is_empty()).then_some(parent);
+        let record = self
+            .store
+            .create(kind, key, parent, labels.into_iter().collect())
+            .map_err(status)?;
+        let dir = self.dirs.dir(record.id);
+        let made = tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(dir.join("fs"))?;
+            std::fs::create_dir_all(dir.join("work"))
+        })
+        .await
+        .expect("mkdir task");
+        if let Err(e) = made {
+            let _ = self.store.remove(key);
+            return Err(io_status("creating the snapshot's directories", e));
+        }
+        self.mounts_of(&record)
+    }
+
+    fn mounts_of(&self, record: &SnapshotRecord) -> Result<Vec<Mount>, Status> {
+        let parents = self.store.parents(&record.key).map_err(status)?;
+        Ok(self
+            .dirs
+            .mounts(record, &parents)
+            .into_iter()
+            .map(to_mount)
+            .collect())
+    }
+
+    /// Attaches the layer in lazyfsd and commits it as `target`. `Ok`
+    /// means the remote snapshot exists (made now or before).
+    async fn prepare_remote(
+        &self,
+        key: &str,
+        parent: &str,
+        target: &str,
+        labels: &HashMap<String, String>,
+    ) -> Result<(), String> {
+        let daemon = self.daemon.clone().ok_or("no lazyfsd configured")?;
+        let (Some(image), Some(layer)) = (labels.get(IMAGE_LABEL), labels.get(LAYER_LABEL)) else {
+            return Err(format!("no {IMAGE_LABEL} and {LAYER_LABEL} labels"));
+        };
+        if self.store.get(target).is_ok() {
+            return Ok(());
+        }
+        let (image, layer) = (image.clone(), layer.clone());
+        let attached =
+            tokio::task::spawn_blocking(move || daemon.attach_layer(&image, &layer, None))
+                .await
+                .expect("attach task")
+                .map_err(|e| e.to_string())?;
+        let mut committed: BTreeMap<String, String> = labels.clone().into_iter().collect();
+        committed.insert(REMOTE_LABEL.into(), "remote snapshot".into());
+        let parent = (!parent.is_empty()).then_some(parent);
+        self.store
+            .create(SnapshotKind::Active, key, parent, BTreeMap::new())
+            .map_err(|e| e.to_string())?;
+        let remote = Some(PathBuf::from(attached.path));
+        match self
+            .store
+            .commit(target, key, committed, DiskUsage::default(), remote)
+        {
+            Ok(_) => Ok(()),
+            Err(StoreError::AlreadyExists(_)) => {
+                let _ = self.store.remove(key);
+                Ok(())
+            }
+            Err(e) => {
+                let _ = self.store.remove(key);
+                Err(e.to_string())
+            }
+        }
+    }
+}
+
+fn to_mount(spec: MountSpec) -> Mount {
+    Mount {
+        r#type: spec.kind,
+        source: spec.source,
+        target: String::new(),
+        options: spec.options,
+    }
+}
+
+fn to_info(record: SnapshotRecord) -> Info {
+    let time = |ns: u64| UNIX_EPOCH + Duration::from_nanos(ns);
+    Info {
+        kind: match record.kind {
+            SnapshotKind::View => Kind::View,
+            SnapshotKind::Active => Kind::Active,
+            SnapshotKind::Committed => Kind::Committed,
+        },
+        name: record.key,
+        parent: record.parent.unwrap_or_default(),
+        labels: record.labels.into_iter().collect(),
+        created_at: time(record.created_ns),
+        updated_at: time(record.updated_ns),
+    }
+}
+
+fn to_usage(usage: DiskUsage) -> Usage {
+    Usage {
+        size: i64::try_from(usage.size).unwrap_or(i64::MAX),
+        inodes: i64::try_from(usage.inodes).unwrap_or(i64::MAX),
+    }
+}
+
+#[containerd_snapshots::tonic::async_trait]
+impl Snapshotter for LazySnapshotter {
+    type Error = Status;
+
+    async fn stat(&self, key: String) -> Result<Info, Status> {
+        self.store.get(&key).map(to_info).map_err(status)
+    }
+
+    async fn update(&self, info: Info, fieldpaths: Option<Vec<String>>) -> Result<Info, Status> {
+        let labels = info.labels.into_iter().collect();
+        let paths = fieldpaths.unwrap_or_default();
+        self.store
+            .update_labels(&info.name, labels, &paths)
+            .map(to_info)
+            .map_err(status)
+    }
+
+    async fn usage(&self, key: String) -> Result<Usage, Status> {
+        let record = self.store.get(&key).map_err(status)?;
+        if let Some(usage) = record.usage {
+            return Ok(to_usage(usage));
+        }
+        let fs = self.dirs.content(&record);
+        let usage = tokio::task::spawn_blocking(move || disk_usage(&fs))
+            .await
+            .expect("du task")
+            .map_err(|e| io_status("measuring usage", e))?;
+        Ok(to_usage(usage))
+    }
+
+    async fn mounts(&self, key: String) -> Result<Vec<Mount>, Status> {
+        let record = self.store.get(&key).map_err(status)?;
+        self.mounts_of(&record)
+    }
+
+    async fn prepare(
+        &self,
+        key: String,
+        parent: String,
+        labels: HashMap<String, String>,
+    ) -> Result<Vec<Mount>, Status> {
+        if let Some(target) = labels.get(TARGET_LABEL).cloned() {
+            match self.prepare_remote(&key, &parent, &target, &labels).await {
+                Ok(()) => {
+                    tracing::info!(%target, "remote snapshot of a lazy layer");
+                    return Err(Status::already_exists(format!(
+                        "target snapshot {target:?}"
+                    )));
+                }
+                Err(why) => tracing::info!(%target, "applying the layer: not remote: {why}"),
+            }
+        }
+        self.create(SnapshotKind::Active, &key, &parent, labels)
+            .await
+    }
+
+    async fn view(
+        &self,
+        key: String,
+        parent: String,
+        labels: HashMap<String, String>,
+    ) -> Result<Vec<Mount>, Status> {
+        self.create(SnapshotKind::View, &key, &parent, labels).await
+    }
+
+    async fn commit(
+        &self,
+        name: String,
+        key: String,
+        labels: HashMap<String, String>,
+    ) -> Result<(), Status> {
+        let record = self.store.get(&key).map_err(status)?;
+        let fs = self.dirs.content(&record);
+        let usage = tokio::task::spawn_blocking(move || disk_usage(&fs))
+            .await
+            .expect("du task")
+            .map_err(|e| io_status("measuring usage", e))?;
+        self.store
+            .commit(&name, &key, labels.into_iter().collect(), usage, None)
+            .map(drop)
+            .map_err(status)
+    }
+
+    async fn remove(&self, key: String) -> Result<(), Status> {
+        let record = self.store.remove(&key).map_err(status)?;
+        let dir = self.dirs.dir(record.id);
+        let removed = tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        })
+        .await
+        .expect("remove task");
+        removed.map_err(|e| io_status("removing the snapshot's directory", e))
+    }
+
+    type InfoStream = tokio_stream::Iter<std::vec::IntoIter<Result<Info, Status>>>;
+
+    async fn list(
+        &self,
+        _snapshotter: String,
+        filters: Vec<String>,
+    ) -> Result<Self::InfoStream, Status> {
+        let filters = filters
+            .iter()
+            .map(|f| Filter::parse(f))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let infos: Vec<Result<Info, Status>> = self
+            .store
+            .all()
+            .into_iter()
+            .filter(|r| any_matches(&filters, r))
+            .map(|r| Ok(to_info(r)))
+            .collect();
+        Ok(tokio_stream::iter(infos))
+    }
+}
