@@ -23,7 +23,7 @@ use tokio_stream::wrappers::UnixListenerStream;
 /// Configure containerd with
 ///   [proxy_plugins.lazyfs]
 ///     type = "snapshot"
-///     address = "<ADDRESS>"
+///     address = "/run/containerd-lazy-grpc/containerd-lazy-grpc.sock"
 #[derive(Debug, Parser)]
 #[command(name = "containerd-lazy-grpc", version)]
 struct Args {
