@@ -6,6 +6,7 @@
 #![allow(rustdoc::broken_intra_doc_links)]
 
 pub mod container_cmds;
+pub mod containerd_cmds;
 pub mod convert;
 pub mod daemon_args;
 pub mod daemon_cmds;

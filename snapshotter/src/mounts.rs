@@ -40,6 +40,22 @@ impl SnapshotDirs {
         self.root.join(id.to_string())
     }
 
+    /// Every snapshot directory there is, with its ID.
+    pub fn list(&self) -> std::io::Result<Vec<(u64, PathBuf)>> {
+        let entries = match std::fs::read_dir(&self.root) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            other => other?,
+        };
+        let mut found = Vec::new();
+        for entry in entries {
+            let entry = entry?;
+            if let Some(id) = entry.file_name().to_str().and_then(|n| n.parse().ok()) {
+                found.push((id, entry.path()));
+            }
+        }
+        Ok(found)
+    }
+
     /// A snapshot's content: its lazy layer, or its `fs` dir.
     pub fn content(&self, record: &SnapshotRecord) -> PathBuf {
         match &record.remote {

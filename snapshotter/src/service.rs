@@ -8,9 +8,12 @@
 //! (`containerd.io/snapshot/cri.image-ref`, `…/cri.layer-digest`). The
 //! layer is attached in lazyfsd, committed under the target name as a
 //! remote snapshot whose content is lazyfsd's layer directory, and the
-//! answer is AlreadyExists: containerd then downloads nothing for it. A
-//! layer lazyfsd cannot attach (not lazy, no daemon) becomes an ordinary
-//! snapshot that containerd fills by applying the layer.
+//! answer is AlreadyExists: containerd then downloads nothing for it.
+//! When lazyfsd is down, or the layer is known to be lazy (`lazyctl pull
+//! --containerd` says so) and cannot be attached, Prepare fails with
+//! lazyfsd's reason and creates nothing. Any other layer lazyfsd declines
+//! (not lazy: CRI labels every layer) becomes an ordinary snapshot that
+//! containerd fills by applying the layer.
 
 // The trait's error type is tonic's `Status` (176 bytes); boxing it would
 // only move the allocation.
@@ -24,21 +27,13 @@ use std::time::{Duration, UNIX_EPOCH};
 use containerd_snapshots::api::types::Mount;
 use containerd_snapshots::tonic::Status;
 use containerd_snapshots::{Info, Kind, Snapshotter, Usage};
-use lazy_control::ControlClient;
+use lazy_control::snapshot_labels::{IMAGE, LAYER, LAZY_LAYER, REMOTE, TARGET};
+use lazy_control::{ClientError, ControlClient, ErrorKind};
 
 use crate::filters::{Filter, any_matches};
 use crate::mounts::{MountSpec, SnapshotDirs};
 use crate::store::{DiskUsage, SnapshotKind, SnapshotRecord, SnapshotStore, StoreError};
 use crate::usage::disk_usage;
-
-/// The target chain ID of a layer being unpacked.
-pub const TARGET_LABEL: &str = "containerd.io/snapshot.ref";
-/// The image a layer belongs to (set by `lazyctl pull --containerd` and CRI).
-pub const IMAGE_LABEL: &str = "containerd.io/snapshot/cri.image-ref";
-/// The layer's blob digest.
-pub const LAYER_LABEL: &str = "containerd.io/snapshot/cri.layer-digest";
-/// Marks remote snapshots (as stargz-snapshotter does).
-pub const REMOTE_LABEL: &str = "containerd.io/snapshot/remote";
 
 /// The snapshotter.
 pub struct LazySnapshotter {
@@ -119,10 +114,13 @@ impl LazySnapshotter {
         parent: &str,
         target: &str,
         labels: &HashMap<String, String>,
-    ) -> Result<(), String> {
-        let daemon = self.daemon.clone().ok_or("no lazyfsd configured")?;
-        let (Some(image), Some(layer)) = (labels.get(IMAGE_LABEL), labels.get(LAYER_LABEL)) else {
-            return Err(format!("no {IMAGE_LABEL} and {LAYER_LABEL} labels"));
+    ) -> Result<(), NotRemote> {
+        let daemon = self
+            .daemon
+            .clone()
+            .ok_or(NotRemote::Apply("no lazyfsd configured".into()))?;
+        let (Some(image), Some(layer)) = (labels.get(IMAGE), labels.get(LAYER)) else {
+            return Err(NotRemote::Apply(format!("no {IMAGE} and {LAYER} labels")));
         };
         if self.store.get(target).is_ok() {
             return Ok(());
@@ -132,13 +130,13 @@ impl LazySnapshotter {
             tokio::task::spawn_blocking(move || daemon.attach_layer(&image, &layer, None))
                 .await
                 .expect("attach task")
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| NotRemote::from_attach(e, labels.contains_key(LAZY_LAYER)))?;
         let mut committed: BTreeMap<String, String> = labels.clone().into_iter().collect();
-        committed.insert(REMOTE_LABEL.into(), "remote snapshot".into());
+        committed.insert(REMOTE.into(), "remote snapshot".into());
         let parent = (!parent.is_empty()).then_some(parent);
         self.store
             .create(SnapshotKind::Active, key, parent, BTreeMap::new())
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| NotRemote::Failed(status(e)))?;
         let remote = Some(PathBuf::from(attached.path));
         match self
             .store
@@ -151,8 +149,54 @@ impl LazySnapshotter {
             }
             Err(e) => {
                 let _ = self.store.remove(key);
-                Err(e.to_string())
+                Err(NotRemote::Failed(status(e)))
             }
+        }
+    }
+}
+
+/// Removes the directories no snapshot record names: left by a crash
+/// between a record's removal and its directory's. The directories are
+/// listed before the records: a record is made before its directory, so a
+/// directory being created now always has its record in the list.
+fn remove_orphan_dirs(store: &SnapshotStore, dirs: &SnapshotDirs) -> std::io::Result<usize> {
+    let found = dirs.list()?;
+    let known: std::collections::HashSet<u64> = store.all().into_iter().map(|r| r.id).collect();
+    let mut removed = 0;
+    for (id, path) in found {
+        if !known.contains(&id) {
+            std::fs::remove_dir_all(&path)?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// Why a layer did not become a remote snapshot.
+#[derive(Debug)]
+enum NotRemote {
+    /// Make an ordinary snapshot: containerd applies the layer.
+    Apply(String),
+    /// Fail the Prepare with this status.
+    Failed(Status),
+}
+
+impl NotRemote {
+    /// lazyfsd down fails the call (containerd could not apply a lazy
+    /// layer anyway); so does any failure of a layer known to be lazy.
+    /// Otherwise the layer may simply not be lazy: apply it.
+    fn from_attach(e: ClientError, known_lazy: bool) -> Self {
+        let kind = e.kind();
+        let not_lazy = matches!(kind, ErrorKind::NotLazy);
+        let daemon_down = matches!(
+            e,
+            ClientError::NotRunning { .. } | ClientError::Protocol { .. }
+        );
+        if daemon_down || (known_lazy && !not_lazy) {
+            let code = containerd_snapshots::tonic::Code::from(kind.mapping().grpc_code);
+            Self::Failed(Status::new(code, format!("lazyfs snapshotter: {e}")))
+        } else {
+            Self::Apply(e.to_string())
         }
     }
 }
@@ -230,7 +274,7 @@ impl Snapshotter for LazySnapshotter {
         parent: String,
         labels: HashMap<String, String>,
     ) -> Result<Vec<Mount>, Status> {
-        if let Some(target) = labels.get(TARGET_LABEL).cloned() {
+        if let Some(target) = labels.get(TARGET).cloned() {
             match self.prepare_remote(&key, &parent, &target, &labels).await {
                 Ok(()) => {
                     tracing::info!(%target, "remote snapshot of a lazy layer");
@@ -238,7 +282,13 @@ impl Snapshotter for LazySnapshotter {
                         "target snapshot {target:?}"
                     )));
                 }
-                Err(why) => tracing::info!(%target, "applying the layer: not remote: {why}"),
+                Err(NotRemote::Apply(why)) => {
+                    tracing::info!(%target, "applying the layer: not remote: {why}");
+                }
+                Err(NotRemote::Failed(status)) => {
+                    tracing::warn!(%target, "prepare failed: {}", status.message());
+                    return Err(status);
+                }
             }
         }
         self.create(SnapshotKind::Active, &key, &parent, labels)
@@ -282,6 +332,16 @@ impl Snapshotter for LazySnapshotter {
         .await
         .expect("remove task");
         removed.map_err(|e| io_status("removing the snapshot's directory", e))
+    }
+
+    async fn clear(&self) -> Result<(), Status> {
+        let (store, dirs) = (Arc::clone(&self.store), self.dirs.clone());
+        let removed = tokio::task::spawn_blocking(move || remove_orphan_dirs(&store, &dirs))
+            .await
+            .expect("cleanup task")
+            .map_err(|e| io_status("removing unused snapshot directories", e))?;
+        tracing::info!(removed, "cleanup");
+        Ok(())
     }
 
     type InfoStream = tokio_stream::Iter<std::vec::IntoIter<Result<Info, Status>>>;

@@ -10,10 +10,9 @@ use containerd_snapshots::tonic::Code;
 use containerd_snapshots::{Kind, Snapshotter};
 use futures_util::StreamExt;
 use lazy_control::ControlClient;
+use lazy_control::snapshot_labels::{IMAGE, LAYER, LAZY_LAYER, REMOTE, TARGET};
 use lazy_snapshotter::mounts::SnapshotDirs;
-use lazy_snapshotter::service::{
-    IMAGE_LABEL, LAYER_LABEL, LazySnapshotter, REMOTE_LABEL, TARGET_LABEL,
-};
+use lazy_snapshotter::service::LazySnapshotter;
 use lazy_snapshotter::store::SnapshotStore;
 use lazy_testkit::daemon::{DaemonFiles, DaemonProcess};
 use lazy_testkit::registry::TestRegistry;
@@ -149,11 +148,7 @@ async fn lifecycle_filters_usage_and_restart() {
 async fn without_lazyfsd_a_layer_is_applied_normally() {
     let root = tempfile::tempdir().unwrap();
     let sn = snapshotter(root.path(), None);
-    let remote = labels(&[
-        (TARGET_LABEL, "sha256:t"),
-        (IMAGE_LABEL, "r/i:1"),
-        (LAYER_LABEL, "sha256:l"),
-    ]);
+    let remote = labels(&[(TARGET, "sha256:t"), (IMAGE, "r/i:1"), (LAYER, "sha256:l")]);
     let mounts = sn
         .prepare("extract-1 sha256:t".into(), String::new(), remote)
         .await
@@ -163,6 +158,51 @@ async fn without_lazyfsd_a_layer_is_applied_normally() {
         sn.stat("extract-1 sha256:t".into()).await.unwrap().kind,
         Kind::Active
     );
+}
+
+#[tokio::test]
+async fn lazyfsd_down_fails_prepare_and_creates_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let nobody = ControlClient::new(root.path().join("no.sock"), Duration::from_secs(5));
+    let sn = snapshotter(root.path(), Some(nobody));
+    for extra in [None, Some((LAZY_LAYER, "true"))] {
+        let mut pairs = vec![(TARGET, "sha256:t"), (IMAGE, "r/i:1"), (LAYER, "sha256:l")];
+        pairs.extend(extra);
+        let err = sn
+            .prepare("extract-1 sha256:t".into(), String::new(), labels(&pairs))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+        assert!(
+            err.message().contains("lazyfsd is not running"),
+            "{}",
+            err.message()
+        );
+        assert!(names(&sn, &[]).await.is_empty(), "nothing half-created");
+    }
+    // Without the layer labels it is an ordinary snapshot, daemon or not.
+    sn.prepare("plain".into(), String::new(), HashMap::new())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn cleanup_removes_only_directories_without_a_snapshot() {
+    let root = tempfile::tempdir().unwrap();
+    let sn = snapshotter(root.path(), None);
+    sn.prepare("live".into(), String::new(), HashMap::new())
+        .await
+        .unwrap();
+    let dirs = SnapshotDirs::new(root.path()).list().unwrap();
+    assert_eq!(dirs.len(), 1);
+    let live = dirs[0].1.clone();
+    // What a crash between removing a record and its directory leaves.
+    let orphan = SnapshotDirs::new(root.path()).dir(9_999);
+    std::fs::create_dir_all(orphan.join("fs/deep")).unwrap();
+    sn.clear().await.unwrap();
+    assert!(!orphan.exists(), "orphan removed");
+    assert!(live.join("fs").is_dir(), "live snapshot kept");
+    assert_eq!(names(&sn, &[]).await, ["live"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -219,11 +259,7 @@ async fn privileged_lazy_layers_become_remote_snapshots() {
     let mut parent = String::new();
     for (n, layer) in layers.iter().enumerate() {
         let target = format!("chain-{n}");
-        let labels = labels(&[
-            (TARGET_LABEL, &target),
-            (IMAGE_LABEL, &image),
-            (LAYER_LABEL, layer),
-        ]);
+        let labels = labels(&[(TARGET, &target), (IMAGE, &image), (LAYER, layer)]);
         let err = sn
             .prepare(format!("extract-{n} {target}"), parent.clone(), labels)
             .await
@@ -234,7 +270,7 @@ async fn privileged_lazy_layers_become_remote_snapshots() {
             (info.kind, info.parent.as_str()),
             (Kind::Committed, parent.as_str())
         );
-        assert!(info.labels.contains_key(REMOTE_LABEL));
+        assert!(info.labels.contains_key(REMOTE));
         parent = target;
     }
     assert_eq!(
@@ -242,6 +278,21 @@ async fn privileged_lazy_layers_become_remote_snapshots() {
         ["chain-0", "chain-1"],
         "no extract snapshot is left"
     );
+    // A layer known to be lazy that lazyfsd cannot attach: an error, and
+    // nothing made (not an ordinary snapshot containerd would then fill).
+    let missing = "sha256:".to_owned() + &"0".repeat(64);
+    let labels_missing = labels(&[
+        (TARGET, "chain-x"),
+        (IMAGE, &image),
+        (LAYER, &missing),
+        (LAZY_LAYER, "true"),
+    ]);
+    let err = sn
+        .prepare("extract-x chain-x".into(), parent.clone(), labels_missing)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    assert_eq!(names(&sn, &[]).await, ["chain-0", "chain-1"]);
     // A container on top: its lower dirs are lazyfsd's layer directories.
     let mounts = sn
         .prepare("ctr".into(), parent, HashMap::new())

@@ -3,7 +3,9 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use lazy_cli::{container_cmds, convert, daemon_cmds, init_logging, inspect, record, unpack};
+use lazy_cli::{
+    container_cmds, containerd_cmds, convert, daemon_cmds, init_logging, inspect, record, unpack,
+};
 
 /// Manage lazyfs lazy images.
 ///
@@ -32,6 +34,8 @@ enum Command {
     Ls(daemon_cmds::LsArgs),
     Cache(daemon_cmds::CacheArgs),
     Record(record::RecordArgs),
+    Pull(containerd_cmds::PullArgs),
+    ContainerdConfig(containerd_cmds::ContainerdConfigArgs),
     Ps(container_cmds::PsArgs),
     Rm(container_cmds::RmArgs),
 }
@@ -56,6 +60,8 @@ fn main() -> ExitCode {
             Command::Ls(args) => daemon_cmds::ls(args),
             Command::Cache(args) => daemon_cmds::cache(args),
             Command::Record(args) => record::run(args).await,
+            Command::Pull(args) => containerd_cmds::pull(args).await,
+            Command::ContainerdConfig(args) => containerd_cmds::containerd_config(&args),
             Command::Ps(args) => container_cmds::ps(&args),
             Command::Rm(args) => container_cmds::rm(&args),
         }

@@ -7,6 +7,8 @@
 //!   and the one table mapping kinds to exit codes and gRPC codes.
 //! - [`config`]: `/etc/lazyfs/config.toml`, read by the daemon and the front
 //!   ends alike; [`size`]: human-readable sizes.
+//! - [`snapshot_labels`]: what `lazyctl pull --containerd` tells the
+//!   containerd snapshotter through snapshot labels.
 //!
 //! Front ends (lazyctl, lazyrun, the snapshotter, the Podman store, site
 //! tools) link this crate and nothing of the daemon's insides.
@@ -16,6 +18,7 @@ pub mod config;
 pub mod error;
 pub mod protocol;
 pub mod size;
+pub mod snapshot_labels;
 
 pub use client::{AttachOptions, ClientError, ControlClient};
 pub use config::{ConfigError, DEFAULT_CONFIG, DaemonConfig, RegistryConfig, RunConfig};
