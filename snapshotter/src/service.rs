@@ -27,7 +27,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use containerd_snapshots::api::types::Mount;
 use containerd_snapshots::tonic::Status;
 use containerd_snapshots::{Info, Kind, Snapshotter, Usage};
-use lazy_control::snapshot_labels::{IMAGE, LAYER, LAZY_LAYER, REMOTE, TARGET};
+use lazy_control::snapshot_labels::{IMAGE, LAYER, LAZY_LAYER, REMOTE, SNAPSHOTTER_PREFIX, TARGET};
 use lazy_control::{ClientError, ControlClient, ErrorKind};
 
 use crate::filters::{Filter, any_matches};
@@ -194,7 +194,7 @@ impl NotRemote {
         );
         if daemon_down || (known_lazy && !not_lazy) {
             let code = containerd_snapshots::tonic::Code::from(kind.mapping().grpc_code);
-            Self::Failed(Status::new(code, format!("lazyfs snapshotter: {e}")))
+            Self::Failed(Status::new(code, format!("{SNAPSHOTTER_PREFIX} {e}")))
         } else {
             Self::Apply(e.to_string())
         }

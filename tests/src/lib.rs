@@ -2,6 +2,7 @@
 //! (the Debian `docker-registry`), builds test images locally, compares trees.
 //! Everything here is an RAII guard or a pure helper; nothing is mocked.
 
+pub mod containerd;
 pub mod daemon;
 pub mod images;
 pub mod layout;

@@ -66,8 +66,11 @@ impl ContainerdError {
 
 /// A hint for the answers users meet when containerd is not set up.
 fn hint(status: &Status) -> &'static str {
-    if status.message().contains("snapshotter not loaded") {
+    let message = status.message();
+    if message.contains("snapshotter not loaded") {
         " (add the lazyfs proxy plugin to containerd's config: see `lazyctl containerd-config`)"
+    } else if message.contains("while dialing") {
+        " (is containerd-lazy-grpc running?)"
     } else {
         ""
     }

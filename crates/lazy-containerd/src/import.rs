@@ -8,7 +8,7 @@
 //! the snapshots and config alive once the image names them.
 
 use std::collections::HashMap;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use containerd_client::services::v1::images_client::ImagesClient;
 use containerd_client::services::v1::snapshots::snapshots_client::SnapshotsClient;
@@ -18,12 +18,15 @@ use containerd_client::services::v1::snapshots::{
 use containerd_client::services::v1::{CreateImageRequest, Image, UpdateImageRequest};
 use containerd_client::tonic::Code;
 use containerd_client::types::Descriptor;
-use lazy_control::snapshot_labels;
+use lazy_control::snapshot_labels::{self, SNAPSHOTTER_PREFIX};
 
 use crate::chain::chain_ids;
 use crate::connection::Containerd;
 use crate::content::write_blob;
 use crate::error::ContainerdError;
+
+/// Prepare attempts while containerd cannot reach the snapshotter (0.5 s apart).
+const PREPARE_ATTEMPTS: u32 = 10;
 
 /// A blob as the registry served it.
 #[derive(Debug, Clone)]
@@ -216,7 +219,7 @@ async fn prepare_layer(
         parent: parent.to_owned(),
         labels,
     };
-    match snapshots.prepare(containerd.request(prepare)).await {
+    match prepare_retrying(&mut snapshots, containerd, prepare).await {
         Err(s) if s.code() == Code::AlreadyExists => Ok(LayerOutcome::Attached),
         Err(s) => Err(ContainerdError::rpc(
             format!("snapshotter {snapshotter:?} could not prepare it"),
@@ -236,6 +239,36 @@ async fn prepare_layer(
                 snapshotter: snapshotter.to_owned(),
                 layer: layer.to_owned(),
             })
+        }
+    }
+}
+
+/// Prepare, tried again for a few seconds while containerd cannot reach
+/// the snapshotter: after the snapshotter restarts, containerd's
+/// connection to it fails fast until its next reconnect (up to 3 s).
+/// Answers from the snapshotter itself (lazyfsd down, …) are final.
+async fn prepare_retrying(
+    snapshots: &mut SnapshotsClient<containerd_client::tonic::transport::Channel>,
+    containerd: &Containerd,
+    prepare: PrepareSnapshotRequest,
+) -> Result<(), containerd_client::tonic::Status> {
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        match snapshots.prepare(containerd.request(prepare.clone())).await {
+            Ok(_) => return Ok(()),
+            Err(s)
+                if s.code() == Code::Unavailable
+                    && !s.message().contains(SNAPSHOTTER_PREFIX)
+                    && attempts < PREPARE_ATTEMPTS =>
+            {
+                tracing::debug!(
+                    "containerd cannot reach the snapshotter yet: {}",
+                    s.message()
+                );
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(s) => return Err(s),
         }
     }
 }

@@ -1,5 +1,6 @@
-//! The snapshot labels that tell the lazyfs containerd snapshotter a
-//! layer can be served lazily. `lazyctl pull --containerd` sets them; so
+//! What the lazyfs containerd snapshotter and its clients share: the
+//! snapshot labels that tell it a layer can be served lazily, and how its
+//! errors begin. `lazyctl pull --containerd` sets them; so
 //! does containerd's CRI plugin (all but [`LAZY_LAYER`]) when
 //! `disable_snapshot_annotations = false`. Labels under
 //! `containerd.io/snapshot/` are the ones containerd passes on to a
@@ -16,3 +17,7 @@ pub const LAYER: &str = "containerd.io/snapshot/cri.layer-digest";
 pub const LAZY_LAYER: &str = "containerd.io/snapshot/lazyfs.lazy-layer";
 /// Marks the snapshotter's remote snapshots (as stargz-snapshotter does).
 pub const REMOTE: &str = "containerd.io/snapshot/remote";
+
+/// How the snapshotter's own errors begin, so that a client tells them
+/// from containerd failing to reach it.
+pub const SNAPSHOTTER_PREFIX: &str = "lazyfs snapshotter:";
