@@ -71,7 +71,7 @@ pub async fn pull(args: PullArgs) -> anyhow::Result<()> {
     let name = reference.to_string();
     let fetched = fetch_lazy_manifest(&store, &name).await.map_err(|e| {
         let hint = if matches!(e, lazy_image::LazyImageError::NotLazy { .. }) {
-            " (plain images: `ctr image pull --snapshotter lazyfs`, or convert it with `lazyctl convert`)"
+            "; or run it as a plain image: `ctr image pull --snapshotter lazyfs`"
         } else {
             ""
         };

@@ -155,6 +155,34 @@ impl LazySnapshotter {
     }
 }
 
+impl LazySnapshotter {
+    /// Detaches the layer of a removed remote snapshot from lazyfsd unless
+    /// another snapshot still serves it. Best effort: a layer lazyfsd keeps
+    /// (busy, or lazyfsd down) only costs its metadata until lazyfsd's own
+    /// cleanup.
+    async fn detach_unused(&self, removed: &SnapshotRecord) {
+        let (Some(daemon), Some(layer)) = (self.daemon.clone(), removed.labels.get(LAYER)) else {
+            return;
+        };
+        let shared = self
+            .store
+            .all()
+            .iter()
+            .any(|r| r.remote.is_some() && r.labels.get(LAYER) == Some(layer));
+        if shared {
+            return;
+        }
+        let digest = layer.clone();
+        let detached = tokio::task::spawn_blocking(move || daemon.detach(&digest))
+            .await
+            .expect("detach task");
+        match detached {
+            Ok(()) => tracing::info!(%layer, "detached from lazyfsd"),
+            Err(e) => tracing::warn!(%layer, "leaving the layer attached: {e}"),
+        }
+    }
+}
+
 /// Removes the directories no snapshot record names: left by a crash
 /// between a record's removal and its directory's. The directories are
 /// listed before the records: a record is made before its directory, so a
@@ -324,6 +352,9 @@ impl Snapshotter for LazySnapshotter {
 
     async fn remove(&self, key: String) -> Result<(), Status> {
         let record = self.store.remove(&key).map_err(status)?;
+        if record.remote.is_some() {
+            self.detach_unused(&record).await;
+        }
         let dir = self.dirs.dir(record.id);
         let removed = tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&dir) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),

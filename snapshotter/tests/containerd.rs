@@ -278,6 +278,20 @@ fn privileged_lazy_image_runs_without_downloading_layers() {
     let again = node.pull(&node.lazy_image);
     assert!(again.status.success(), "{}", text(&again));
     assert!(String::from_utf8_lossy(&again.stdout).contains("(0 attached now, 3 present)"));
+
+    // Removing the image: containerd's garbage collection removes the
+    // snapshots, and the snapshotter detaches the layers from lazyfsd.
+    let lazyfsd = ControlClient::new(&node.daemon_files.socket, Duration::from_secs(10));
+    assert_eq!(lazyfsd.list().unwrap().len(), 3);
+    node.containerd()
+        .ctr_ok(&["images", "rm", "--sync", &node.lazy_image])
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !lazyfsd.list().unwrap().is_empty() && started.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(node.snapshots().is_empty(), "{:?}", node.snapshots());
+    assert!(lazyfsd.list().unwrap().is_empty(), "{}", node.logs());
 }
 
 #[test]
@@ -376,6 +390,25 @@ fn privileged_snapshots_agree_with_ctr_and_survive_a_restart() {
 fn privileged_pull_faults_leave_nothing_and_a_retry_works() {
     require_privileges!();
     let mut node = Node::start("lazytest-faults");
+    // A plain image: refused with what to do instead.
+    let plain = node.pull(&node.plain_image);
+    assert!(!plain.status.success(), "{}", text(&plain));
+    assert!(String::from_utf8_lossy(&plain.stderr).contains("ctr image pull --snapshotter lazyfs"));
+    // No containerd at the address.
+    let nowhere = Command::new(bin("lazyctl"))
+        .args(["pull", "--containerd", "--address"])
+        .arg(node.work.path().join("none.sock"))
+        .arg("--config")
+        .arg(&node.daemon_files.config)
+        .args(["--insecure", &node.registry.host(), &node.lazy_image])
+        .output()
+        .unwrap();
+    assert!(!nowhere.status.success());
+    assert!(
+        String::from_utf8_lossy(&nowhere.stderr).contains("cannot reach containerd at"),
+        "{}",
+        text(&nowhere)
+    );
     // lazyfsd down: a clear error, no image, no snapshot.
     node.daemon = None;
     let failed = node.pull(&node.lazy_image);
