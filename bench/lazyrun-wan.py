@@ -96,7 +96,8 @@ def cmd_report(tsv, meta_path):
                 print(f"Load average (1/5/15 min) before: {loads.get('before', '?')}; "
                       f"after: {loads.get('after', '?')}.")
                 print()
-            base = statistics.median(series(p, "pull-skopeo", "first")) if series(p, "pull-skopeo", "first") else None
+            baseline = meta.get("baseline", "pull-skopeo")
+            base = statistics.median(series(p, baseline, "first")) if series(p, baseline, "first") else None
             local = {}
             for lc in ("local-overlay-cold", "local-overlay-hot"):
                 s = series(p, lc, "first")
@@ -105,7 +106,8 @@ def cmd_report(tsv, meta_path):
                 print("| what | first line s | total s | vs local overlay (first line) | fetched MB | requests | failed runs |")
                 print("|---|---|---|---|---|---|---|")
             else:
-                print("| what | first line s | total s | full pull (skopeo) / this | fetched MB | requests | registry 206 | wire MB | failed runs |")
+                print(f"| what | first line s | total s | {meta.get('baseline_label', 'full pull (skopeo)')} / this "
+                      "| fetched MB | requests | registry 206 | wire MB | failed runs |")
                 print("|---|---|---|---|---|---|---|---|---|")
             for c in present:
                 first = series(p, c, "first")

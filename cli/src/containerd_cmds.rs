@@ -4,6 +4,7 @@
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
@@ -11,11 +12,11 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use lazy_containerd::{
     Blob, Containerd, DEFAULT_ADDRESS, DEFAULT_NAMESPACE, ImportProgress, LayerOutcome, LazyImage,
 };
-use lazy_control::DaemonConfig;
-use lazy_control::config::DEFAULT_CONFIG;
+use lazy_control::{AttachOptions, ControlClient};
 use lazy_image::{ImageStore, fetch_lazy_manifest};
 use lazy_oci::{ImageLocation, Reference};
 
+use crate::daemon_args::DaemonArgs;
 use crate::progress::short;
 use crate::registry_args::RegistryArgs;
 
@@ -48,9 +49,9 @@ pub struct PullArgs {
     /// The name containerd's config gives the lazyfs proxy plugin.
     #[arg(long, value_name = "NAME", default_value = "lazyfs")]
     pub snapshotter: String,
-    /// lazyfsd configuration file (its `[registry]` settings are used).
-    #[arg(long, value_name = "FILE", default_value = DEFAULT_CONFIG)]
-    pub config: PathBuf,
+    /// lazyfsd (its socket, and its `[registry]` settings).
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
     /// Registry connection options.
     #[command(flatten)]
     pub registry: RegistryArgs,
@@ -64,8 +65,7 @@ pub async fn pull(args: PullArgs) -> anyhow::Result<()> {
          `lazyrun`, no pull is needed)"
     );
     let reference: Reference = args.image.parse()?;
-    let explicit = args.config.as_os_str() != DEFAULT_CONFIG;
-    let config = DaemonConfig::load(&args.config, explicit)?;
+    let config = args.daemon.config()?;
     let client = args.registry.client_with(&config.registry)?;
     let store = ImageStore::open(&ImageLocation::Registry(reference.clone()), &client)?;
     let name = reference.to_string();
@@ -104,11 +104,17 @@ pub async fn pull(args: PullArgs) -> anyhow::Result<()> {
             .collect(),
     };
     let mut containerd = Containerd::connect(&args.address, &args.namespace).await?;
+    let daemon = ControlClient::new(&config.socket, Duration::from_secs(300));
+    let attached = attach_image(&daemon, &name).await?;
     let bar = LayerBar::new(image.layers.len());
     let imported = lazy_containerd::import(&mut containerd, &args.snapshotter, &image, &bar)
         .await
         .with_context(|| format!("pulling {name} into containerd"));
     bar.finish();
+    if imported.is_err() && attached == Attached::Now {
+        let name = name.clone();
+        let _ = tokio::task::spawn_blocking(move || daemon.detach(&name)).await;
+    }
     let imported = imported?;
     let attached = imported
         .layers
@@ -116,12 +122,39 @@ pub async fn pull(args: PullArgs) -> anyhow::Result<()> {
         .filter(|o| **o == LayerOutcome::Attached)
         .count();
     println!(
-        "{name}: {} layers ({attached} attached now, {} present), no layer downloaded; manifest {}",
+        "{name}: {} layers ({attached} new remote snapshots, {} already in containerd), no layer downloaded; manifest {}",
         imported.layers.len(),
         imported.layers.len() - attached,
         short(&fetched.digest)
     );
     Ok(())
+}
+
+/// Whether the image was attached in lazyfsd before this pull.
+#[derive(Debug, PartialEq, Eq)]
+enum Attached {
+    Before,
+    Now,
+}
+
+/// Attaches the whole image in lazyfsd before containerd asks for its
+/// layers one by one: the layers' metadata is fetched concurrently, and
+/// lazyfsd starts its prefetch (the image's prefetch record, as its config
+/// says), which a layer-by-layer attach has no image for.
+async fn attach_image(daemon: &ControlClient, name: &str) -> anyhow::Result<Attached> {
+    let (daemon, image) = (daemon.clone(), name.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let before = daemon.list()?.iter().any(|l| l.image == image);
+        daemon.attach(&image, AttachOptions::default())?;
+        Ok::<_, lazy_control::ClientError>(if before {
+            Attached::Before
+        } else {
+            Attached::Now
+        })
+    })
+    .await
+    .expect("attach task")
+    .with_context(|| format!("attaching {name} in lazyfsd"))
 }
 
 /// One line per layer, and a bar on a terminal.
@@ -154,8 +187,8 @@ impl LayerBar {
 impl ImportProgress for LayerBar {
     fn layer_done(&self, index: usize, count: usize, digest: &str, outcome: LayerOutcome) {
         let how = match outcome {
-            LayerOutcome::Attached => "attached (remote snapshot)",
-            LayerOutcome::Present => "already present",
+            LayerOutcome::Attached => "remote snapshot made",
+            LayerOutcome::Present => "already in containerd",
         };
         self.bar.println(format!(
             "layer {}/{count} {}: {how}",

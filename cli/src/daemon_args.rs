@@ -20,14 +20,21 @@ pub struct DaemonArgs {
 }
 
 impl DaemonArgs {
+    /// The daemon's config file, with `--socket` applied.
+    pub fn config(&self) -> anyhow::Result<DaemonConfig> {
+        let explicit = self.config.as_os_str() != DEFAULT_CONFIG;
+        let mut config = DaemonConfig::load(&self.config, explicit)?;
+        if let Some(socket) = &self.socket {
+            config.socket = socket.clone();
+        }
+        Ok(config)
+    }
+
     /// A client of the daemon.
     pub fn client(&self) -> anyhow::Result<ControlClient> {
         let socket = match &self.socket {
             Some(s) => s.clone(),
-            None => {
-                let explicit = self.config.as_os_str() != DEFAULT_CONFIG;
-                DaemonConfig::load(&self.config, explicit)?.socket
-            }
+            None => self.config()?.socket,
         };
         // Attaching fetches metadata of every layer: allow it time.
         Ok(ControlClient::new(socket, Duration::from_secs(300)))

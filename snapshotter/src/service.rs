@@ -153,32 +153,32 @@ impl LazySnapshotter {
             }
         }
     }
-}
 
-impl LazySnapshotter {
-    /// Detaches the layer of a removed remote snapshot from lazyfsd unless
-    /// another snapshot still serves it. Best effort: a layer lazyfsd keeps
-    /// (busy, or lazyfsd down) only costs its metadata until lazyfsd's own
-    /// cleanup.
+    /// Detaches the image of a removed remote snapshot from lazyfsd once
+    /// no remote snapshot of that image is left: lazyfsd then drops the
+    /// layers no other image uses (what `lazyctl pull` attached with the
+    /// image, and what this snapshotter attached layer by layer under the
+    /// image's name). Best effort: a layer lazyfsd keeps only costs its
+    /// metadata.
     async fn detach_unused(&self, removed: &SnapshotRecord) {
-        let (Some(daemon), Some(layer)) = (self.daemon.clone(), removed.labels.get(LAYER)) else {
+        let (Some(daemon), Some(image)) = (self.daemon.clone(), removed.labels.get(IMAGE)) else {
             return;
         };
-        let shared = self
+        let in_use = self
             .store
             .all()
             .iter()
-            .any(|r| r.remote.is_some() && r.labels.get(LAYER) == Some(layer));
-        if shared {
+            .any(|r| r.remote.is_some() && r.labels.get(IMAGE) == Some(image));
+        if in_use {
             return;
         }
-        let digest = layer.clone();
-        let detached = tokio::task::spawn_blocking(move || daemon.detach(&digest))
+        let name = image.clone();
+        let detached = tokio::task::spawn_blocking(move || daemon.detach(&name))
             .await
             .expect("detach task");
         match detached {
-            Ok(()) => tracing::info!(%layer, "detached from lazyfsd"),
-            Err(e) => tracing::warn!(%layer, "leaving the layer attached: {e}"),
+            Ok(()) => tracing::info!(%image, "detached from lazyfsd"),
+            Err(e) => tracing::warn!(%image, "leaving its layers attached: {e}"),
         }
     }
 }

@@ -130,6 +130,20 @@ impl Node {
             .unwrap()
     }
 
+    /// [`Node::pull`] of the lazy image, which must succeed: its stdout.
+    fn pull_ok(&self) -> String {
+        let out = self.pull(&self.lazy_image);
+        assert!(out.status.success(), "{}\n{}", text(&out), self.logs());
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// [`Node::pull`] of the lazy image, which must fail: its stderr.
+    fn pull_fails(&self) -> String {
+        let out = self.pull(&self.lazy_image);
+        assert!(!out.status.success(), "{}", text(&out));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
     fn stats(&self) -> lazy_control::StatsInfo {
         ControlClient::new(&self.daemon_files.socket, Duration::from_secs(10))
             .stats()
@@ -211,16 +225,9 @@ impl Node {
 fn privileged_lazy_image_runs_without_downloading_layers() {
     require_privileges!();
     let node = Node::start("lazytest-run");
-    let pulled = node.pull(&node.lazy_image);
+    let said = node.pull_ok();
     assert!(
-        pulled.status.success(),
-        "{}\n{}",
-        text(&pulled),
-        node.logs()
-    );
-    let said = String::from_utf8_lossy(&pulled.stdout);
-    assert!(
-        said.contains("3 layers (3 attached now, 0 present)"),
+        said.contains("3 layers (3 new remote snapshots, 0 already in containerd)"),
         "{said}"
     );
     let served_before_run = node.registry.blob_bytes_served();
@@ -275,9 +282,10 @@ fn privileged_lazy_image_runs_without_downloading_layers() {
     assert_eq!(bases.len(), 1, "one bottom layer: {snapshots:?}");
 
     // A second pull finds everything there.
-    let again = node.pull(&node.lazy_image);
-    assert!(again.status.success(), "{}", text(&again));
-    assert!(String::from_utf8_lossy(&again.stdout).contains("(0 attached now, 3 present)"));
+    assert!(
+        node.pull_ok()
+            .contains("(0 new remote snapshots, 3 already in containerd)")
+    );
 
     // Removing the image: containerd's garbage collection removes the
     // snapshots, and the snapshotter detaches the layers from lazyfsd.
@@ -323,8 +331,7 @@ fn privileged_plain_image_pulls_and_runs_through_the_snapshotter() {
 fn privileged_snapshots_agree_with_ctr_and_survive_a_restart() {
     require_privileges!();
     let mut node = Node::start("lazytest-snap");
-    let pulled = node.pull(&node.lazy_image);
-    assert!(pulled.status.success(), "{}", text(&pulled));
+    node.pull_ok();
     let ctd = node.containerd();
     let top = node
         .snapshots()
@@ -411,9 +418,7 @@ fn privileged_pull_faults_leave_nothing_and_a_retry_works() {
     );
     // lazyfsd down: a clear error, no image, no snapshot.
     node.daemon = None;
-    let failed = node.pull(&node.lazy_image);
-    assert!(!failed.status.success(), "{}", text(&failed));
-    let err = String::from_utf8_lossy(&failed.stderr);
+    let err = node.pull_fails();
     assert!(err.contains("lazyfsd is not running"), "{err}");
     let ctd = node.containerd();
     assert_eq!(ctd.ctr_ok(&["images", "ls", "--quiet"]).unwrap().trim(), "");
@@ -425,9 +430,7 @@ fn privileged_pull_faults_leave_nothing_and_a_retry_works() {
         node.daemon_files.clone(),
     ));
     node.snapshotter.kill9();
-    let failed = node.pull(&node.lazy_image);
-    assert!(!failed.status.success(), "{}", text(&failed));
-    let err = String::from_utf8_lossy(&failed.stderr);
+    let err = node.pull_fails();
     assert!(err.contains("is containerd-lazy-grpc running?"), "{err}");
     assert_eq!(
         node.containerd()
@@ -460,13 +463,7 @@ fn privileged_pull_faults_leave_nothing_and_a_retry_works() {
     let _ = child.wait();
     node.snapshotter.spawn().unwrap();
     node.wait_for_snapshotter();
-    let pulled = node.pull(&node.lazy_image);
-    assert!(
-        pulled.status.success(),
-        "{}\n{}",
-        text(&pulled),
-        node.logs()
-    );
+    node.pull_ok();
     let out = node.run(&node.lazy_image, "after-crash", &["cat", "/etc/os-release"]);
     assert_eq!(out, OS_RELEASE);
 }
