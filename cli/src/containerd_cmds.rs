@@ -57,7 +57,8 @@ pub struct PullArgs {
     pub registry: RegistryArgs,
 }
 
-/// Fetches manifest and config, then imports the image into containerd.
+/// Attaches the image in lazyfsd while fetching its manifest and config,
+/// then imports it into containerd.
 pub async fn pull(args: PullArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
         args.containerd,
@@ -69,7 +70,50 @@ pub async fn pull(args: PullArgs) -> anyhow::Result<()> {
     let client = args.registry.client_with(&config.registry)?;
     let store = ImageStore::open(&ImageLocation::Registry(reference.clone()), &client)?;
     let name = reference.to_string();
-    let fetched = fetch_lazy_manifest(&store, &name).await.map_err(|e| {
+    let mut containerd = Containerd::connect(&args.address, &args.namespace).await?;
+    let daemon = ControlClient::new(&config.socket, Duration::from_secs(300));
+    let (image, attached) = tokio::join!(fetch_image(&store, &name), attach_image(&daemon, &name));
+    let imported = match (image, attached) {
+        (Ok(image), Ok(attached)) => {
+            let bar = LayerBar::new(image.layers.len());
+            let imported =
+                lazy_containerd::import(&mut containerd, &args.snapshotter, &image, &bar).await;
+            bar.finish();
+            imported
+                .map(|i| (i, image))
+                .with_context(|| format!("pulling {name} into containerd"))
+                .map_err(|e| (e, attached))
+        }
+        (Err(e), attached) => Err((e, attached.unwrap_or(Attached::Before))),
+        (Ok(_), Err(e)) => Err((e, Attached::Before)),
+    };
+    let (imported, image) = match imported {
+        Ok(done) => done,
+        Err((e, attached)) => {
+            if attached == Attached::Now {
+                let name = name.clone();
+                let _ = tokio::task::spawn_blocking(move || daemon.detach(&name)).await;
+            }
+            return Err(e);
+        }
+    };
+    let made = imported
+        .layers
+        .iter()
+        .filter(|o| **o == LayerOutcome::Attached)
+        .count();
+    println!(
+        "{name}: {} layers ({made} new remote snapshots, {} already in containerd), no layer downloaded; manifest {}",
+        imported.layers.len(),
+        imported.layers.len() - made,
+        short(&image.manifest.digest)
+    );
+    Ok(())
+}
+
+/// The manifest and config of a lazy image, as containerd is to store them.
+async fn fetch_image(store: &ImageStore, name: &str) -> anyhow::Result<LazyImage> {
+    let fetched = fetch_lazy_manifest(store, name).await.map_err(|e| {
         let hint = if matches!(e, lazy_image::LazyImageError::NotLazy { .. }) {
             "; or run it as a plain image: `ctr image pull --snapshotter lazyfs`"
         } else {
@@ -83,51 +127,26 @@ pub async fn pull(args: PullArgs) -> anyhow::Result<()> {
         .fetch_blob(&config_digest, CONFIG_SIZE_LIMIT)
         .await
         .with_context(|| format!("fetching the config of {name}"))?;
-    let image = LazyImage {
-        name: name.clone(),
-        reference: name.clone(),
-        manifest: Blob {
-            media_type: fetched.media_type.clone(),
-            digest: fetched.digest.clone(),
-            bytes: fetched.bytes.clone(),
-        },
-        config: Blob {
-            media_type: config_desc.media_type().to_string(),
-            digest: config_digest,
-            bytes: config_bytes,
-        },
+    Ok(LazyImage {
+        name: name.to_owned(),
+        reference: name.to_owned(),
         layers: fetched
             .manifest
             .layers()
             .iter()
             .map(|l| l.digest().to_string())
             .collect(),
-    };
-    let mut containerd = Containerd::connect(&args.address, &args.namespace).await?;
-    let daemon = ControlClient::new(&config.socket, Duration::from_secs(300));
-    let attached = attach_image(&daemon, &name).await?;
-    let bar = LayerBar::new(image.layers.len());
-    let imported = lazy_containerd::import(&mut containerd, &args.snapshotter, &image, &bar)
-        .await
-        .with_context(|| format!("pulling {name} into containerd"));
-    bar.finish();
-    if imported.is_err() && attached == Attached::Now {
-        let name = name.clone();
-        let _ = tokio::task::spawn_blocking(move || daemon.detach(&name)).await;
-    }
-    let imported = imported?;
-    let attached = imported
-        .layers
-        .iter()
-        .filter(|o| **o == LayerOutcome::Attached)
-        .count();
-    println!(
-        "{name}: {} layers ({attached} new remote snapshots, {} already in containerd), no layer downloaded; manifest {}",
-        imported.layers.len(),
-        imported.layers.len() - attached,
-        short(&fetched.digest)
-    );
-    Ok(())
+        manifest: Blob {
+            media_type: fetched.media_type,
+            digest: fetched.digest,
+            bytes: fetched.bytes,
+        },
+        config: Blob {
+            media_type: config_desc.media_type().to_string(),
+            digest: config_digest,
+            bytes: config_bytes,
+        },
+    })
 }
 
 /// Whether the image was attached in lazyfsd before this pull.

@@ -21,8 +21,8 @@ pub enum ContainerdError {
     Rpc {
         /// What was being done.
         what: String,
-        /// containerd's answer.
-        status: Status,
+        /// containerd's answer (boxed: a `Status` is large).
+        status: Box<Status>,
     },
     /// The snapshotter made an ordinary snapshot instead of a remote one:
     /// containerd would have to download and apply the lazy layer, which
@@ -51,7 +51,7 @@ impl ContainerdError {
     pub fn rpc(what: impl Into<String>, status: Status) -> Self {
         Self::Rpc {
             what: what.into(),
-            status,
+            status: Box::new(status),
         }
     }
 
