@@ -1,4 +1,4 @@
-//! Lazy images in containerd, through its gRPC API: [`import`] puts the
+//! Lazy images in containerd, through its gRPC API: [`import()`] puts the
 //! manifest and config in the content store, has the lazyfs snapshotter
 //! make a remote snapshot of every layer (lazyfsd attaches it; nothing is
 //! downloaded) and creates the image record, so that `ctr run
