@@ -58,16 +58,7 @@ stop_containerd() {
   for m in $(awk -v w="$WORK" 'index($2, w) == 1 && $2 != w"/mnt" {print $2}' /proc/mounts | sort -r); do umount -l "$m"; done
   rm -rf "$CTD" "$SN"
 }
-cleanup() {
-  set +e
-  stop_containerd
-  stop_daemon
-  for m in $(awk -v w="$WORK" 'index($2, w) == 1 {print $2}' /proc/mounts | sort -r); do umount -l "$m"; done
-  stop_registry
-  "$WAN" down >/dev/null 2>&1
-  if [ "${LZB_KEEP:-0}" = 1 ]; then log "work dir kept: $WORK"; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
+trap 'set +e; stop_containerd; cleanup_wan_run' EXIT
 trap 'exit 130' INT TERM
 write_config rec 128K record; write_config none 128K none
 

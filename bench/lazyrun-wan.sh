@@ -58,15 +58,7 @@ mkdir -p "$RESULTS"
 WORK=$(mktemp -d /var/tmp/lazyrun-wan.XXXXXX)
 REG_PID= DAEMON_PID=
 . bench/lib/wan-runs.sh
-cleanup() {
-  set +e
-  stop_daemon
-  for m in $(awk -v w="$WORK" 'index($2, w) == 1 {print $2}' /proc/mounts | sort -r); do umount -l "$m"; done
-  stop_registry
-  "$WAN" down >/dev/null 2>&1
-  if [ "${LZB_KEEP:-0}" = 1 ]; then log "work dir kept: $WORK"; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
+trap cleanup_wan_run EXIT
 trap 'exit 130' INT TERM
 
 write_config ra128k 128K; write_config ra512k 512K; write_config ra1m 1M

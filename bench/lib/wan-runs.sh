@@ -22,6 +22,14 @@ stop_daemon() {
   fi
 }
 stop_registry() { stop_pid "$REG_PID" docker-registry; REG_PID=; }
+cleanup_wan_run() {   # at exit: lazyfsd, mounts under WORK, the registry, the link, WORK
+  set +e
+  stop_daemon
+  for m in $(awk -v w="$WORK" 'index($2, w) == 1 {print $2}' /proc/mounts | sort -r); do umount -l "$m"; done
+  stop_registry
+  "$WAN" down >/dev/null 2>&1
+  if [ "${LZB_KEEP:-0}" = 1 ]; then log "work dir kept: $WORK"; else rm -rf "$WORK"; fi
+}
 
 in_cli() { nsenter --net="$NS_CLI" "$@"; }
 drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use containerd_client::tonic::{Code, Status};
+use containerd_client::tonic::Status;
 
 /// A failed import.
 #[derive(Debug, thiserror::Error)]
@@ -52,14 +52,6 @@ impl ContainerdError {
         Self::Rpc {
             what: what.into(),
             status: Box::new(status),
-        }
-    }
-
-    /// The gRPC code of a refused call, if that is what this is.
-    pub fn code(&self) -> Option<Code> {
-        match self {
-            Self::Rpc { status, .. } => Some(status.code()),
-            _ => None,
         }
     }
 }

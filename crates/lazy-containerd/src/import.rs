@@ -72,8 +72,6 @@ pub trait ImportProgress {
 /// What an import did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Imported {
-    /// The top snapshot's name (the image's chain ID).
-    pub chain_id: String,
     /// Each layer's outcome, bottom first.
     pub layers: Vec<LayerOutcome>,
 }
@@ -87,23 +85,19 @@ pub async fn import(
     progress: &dyn ImportProgress,
 ) -> Result<Imported, ContainerdError> {
     let chains = chain_ids(&diff_ids(image)?);
-    let top = chains
-        .last()
-        .cloned()
-        .ok_or_else(|| ContainerdError::BadConfig {
+    if chains.is_empty() {
+        return Err(ContainerdError::BadConfig {
             digest: image.config.digest.clone(),
             reason: "no layers".into(),
-        })?;
+        });
+    }
     containerd.take_lease().await?;
     let result = import_leased(containerd, snapshotter, image, &chains, progress).await;
     // Released on failure too: what the lease alone kept is then collected.
     let released = containerd.release_lease().await;
     let layers = result?;
     released?;
-    Ok(Imported {
-        chain_id: top,
-        layers,
-    })
+    Ok(Imported { layers })
 }
 
 async fn import_leased(
