@@ -12,6 +12,7 @@ pub mod daemon_args;
 pub mod daemon_cmds;
 pub mod inspect;
 pub mod lazyrun;
+pub mod podman;
 pub mod progress;
 pub mod record;
 pub mod registry_args;

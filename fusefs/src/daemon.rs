@@ -97,6 +97,18 @@ pub fn run(config: &DaemonConfig, ready: impl FnOnce()) -> anyhow::Result<()> {
         tracing::warn!("cannot set read-ahead to {read_ahead} KiB: {e:#}");
     }
 
+    let store = match config.layer_store.as_os_str().is_empty() {
+        true => None,
+        false => {
+            let session = crate::store::mount(
+                Arc::clone(&state),
+                runtime.handle().clone(),
+                &config.mountpoint,
+                &config.layer_store,
+            )?;
+            Some((session, config.layer_store.clone()))
+        }
+    };
     let cache_for_stop = state.cache().clone();
     // Everything the main thread logs from here on belongs to the mount.
     let _mount = tracing::info_span!("mount", mountpoint = %config.mountpoint.display()).entered();
@@ -111,13 +123,14 @@ pub fn run(config: &DaemonConfig, ready: impl FnOnce()) -> anyhow::Result<()> {
                 .with_context(|| format!("binding metrics address {}", config.metrics_address))?;
             tokio::spawn(crate::metrics_http::serve(metrics, registry));
         }
-        tracing::info!(mountpoint = %config.mountpoint.display(), socket = %config.socket.display(), "lazyfsd ready");
+        tracing::info!(mountpoint = %config.mountpoint.display(), socket = %config.socket.display(), layer_store = %config.layer_store.display(), "lazyfsd ready");
         ready();
         wait_for_signal().await
     })?;
     tracing::info!("lazyfsd stopping");
     let _ = std::fs::remove_file(&config.socket);
-    crate::shutdown::stop(background, &config.mountpoint, &cache_for_stop, runtime);
+    let main = (background, config.mountpoint.clone());
+    crate::shutdown::stop(main, store, &cache_for_stop, runtime);
     Ok(())
 }
 
@@ -154,7 +167,7 @@ async fn wait_for_signal() -> anyhow::Result<()> {
 
 /// Unmounts what a killed daemon left at `mountpoint` (a FUSE mount whose
 /// daemon is gone answers ENOTCONN).
-fn clean_stale_mount(mountpoint: &Path) -> anyhow::Result<()> {
+pub(crate) fn clean_stale_mount(mountpoint: &Path) -> anyhow::Result<()> {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let target = mountpoint.to_string_lossy();
     let mounted = mountinfo

@@ -11,6 +11,8 @@
 //! - `state`: the daemon's state and operations (attach, detach, …) and what
 //!   it persists (attached layers, images attached before).
 //! - `prefetch`, `recorder`: fetching ahead of readers, recording reads.
+//! - `store`: the additional layer store of Podman and CRI-O, a second
+//!   mount whose layer directories attach on lookup.
 //!
 //! Clients use [`lazy_control`], never this crate: it exports only what the
 //! `lazyfsd` binary needs.
@@ -24,5 +26,6 @@ mod recorder;
 mod shutdown;
 mod source;
 mod state;
+mod store;
 
 pub use daemon::run;

@@ -23,11 +23,14 @@ const JOIN_DEADLINE: Duration = Duration::from_secs(3);
 /// Waiting for the async runtime's tasks.
 const RUNTIME_DEADLINE: Duration = Duration::from_secs(2);
 
-/// Stops serving `mountpoint`: persists what must survive, aborts the
-/// connection, unmounts, ends the session and the runtime.
+/// A FUSE session and where it is mounted.
+pub(crate) type Mounted = (BackgroundSession, std::path::PathBuf);
+
+/// Stops serving: persists what must survive, unmounts the layer store (if
+/// any) and the main mount, ends the runtime.
 pub(crate) fn stop(
-    session: BackgroundSession,
-    mountpoint: &Path,
+    main: Mounted,
+    store: Option<Mounted>,
     cache: &ChunkCache,
     runtime: tokio::runtime::Runtime,
 ) {
@@ -35,6 +38,22 @@ pub(crate) fn stop(
     if let Err(e) = cache.persist_use_times() {
         tracing::warn!("saving chunk use times: {e}");
     }
+    if let Some((session, path)) = store {
+        unmount(session, &path);
+        // An empty store would make Podman download lazy layers as plain
+        // ones and fail on them obscurely; without the directory it stops
+        // at once, naming the store (as with a killed lazyfsd's dead mount).
+        if let Err(e) = std::fs::remove_dir(&path) {
+            tracing::warn!("removing the layer store directory {}: {e}", path.display());
+        }
+    }
+    unmount(main.0, &main.1);
+    runtime.shutdown_timeout(RUNTIME_DEADLINE);
+}
+
+/// Aborts the connection of the session mounted at `mountpoint`, unmounts
+/// it (or detaches it when busy) and ends the session, within deadlines.
+fn unmount(session: BackgroundSession, mountpoint: &Path) {
     // Pending requests fail now (their readers get ENOTCONN), so nothing
     // the session threads wait on outlives the stop.
     if let Some(connection) = connection_of(mountpoint) {
@@ -56,7 +75,6 @@ pub(crate) fn stop(
         Ok(Err(e)) => detach(&e),
         Err(_) => detach(&"the FUSE session did not end"),
     }
-    runtime.shutdown_timeout(RUNTIME_DEADLINE);
 }
 
 /// Ends the process if the stop takes longer than [`STOP_DEADLINE`].

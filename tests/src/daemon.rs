@@ -149,11 +149,19 @@ impl DaemonProcess {
             let _ = child.kill();
             let _ = child.wait();
         }
-        let _ = Command::new("umount")
-            .arg("-l")
-            .arg(&self.files.mountpoint)
-            .stderr(Stdio::null())
-            .status();
+        // What a killed daemon left mounted: the main mount, and the layer
+        // store if its config (as edited by the test) serves one.
+        let store = std::fs::read_to_string(&self.files.config)
+            .ok()
+            .and_then(|text| text.parse::<toml::Table>().ok())
+            .and_then(|config| config.get("layer_store")?.as_str().map(PathBuf::from));
+        for mount in std::iter::once(self.files.mountpoint.clone()).chain(store) {
+            let _ = Command::new("umount")
+                .arg("-l")
+                .arg(mount)
+                .stderr(Stdio::null())
+                .status();
+        }
     }
 }
 

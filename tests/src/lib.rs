@@ -6,6 +6,7 @@ pub mod containerd;
 pub mod daemon;
 pub mod images;
 pub mod layout;
+pub mod podman;
 pub mod registry;
 pub mod tarball;
 pub mod tree;

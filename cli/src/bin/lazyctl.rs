@@ -4,7 +4,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use lazy_cli::{
-    container_cmds, containerd_cmds, convert, daemon_cmds, init_logging, inspect, record, unpack,
+    container_cmds, containerd_cmds, convert, daemon_cmds, init_logging, inspect, podman, record,
+    unpack,
 };
 
 /// Manage lazyfs lazy images.
@@ -36,6 +37,7 @@ enum Command {
     Record(record::RecordArgs),
     Pull(containerd_cmds::PullArgs),
     ContainerdConfig(containerd_cmds::ContainerdConfigArgs),
+    PodmanSetup(podman::PodmanSetupArgs),
     Ps(container_cmds::PsArgs),
     Rm(container_cmds::RmArgs),
 }
@@ -62,6 +64,7 @@ fn main() -> ExitCode {
             Command::Record(args) => record::run(args).await,
             Command::Pull(args) => containerd_cmds::pull(args).await,
             Command::ContainerdConfig(args) => containerd_cmds::containerd_config(&args),
+            Command::PodmanSetup(args) => podman::podman_setup(&args),
             Command::Ps(args) => container_cmds::ps(&args),
             Command::Rm(args) => container_cmds::rm(&args),
         }

@@ -18,6 +18,10 @@ pub struct DaemonConfig {
     pub cache_dir: PathBuf,
     /// Where the FUSE filesystem is mounted.
     pub mountpoint: PathBuf,
+    /// Where to serve the additional layer store of Podman and CRI-O
+    /// (`additionallayerstores = ["<layer_store>:ref"]` in storage.conf);
+    /// empty: not served. `lazyctl podman-setup` sets both.
+    pub layer_store: PathBuf,
     /// The control socket (mode 0600).
     pub socket: PathBuf,
     /// Log file in daemon mode.
@@ -92,6 +96,7 @@ impl Default for DaemonConfig {
         Self {
             cache_dir: PathBuf::from("/var/lib/lazyfs"),
             mountpoint: PathBuf::from("/var/lib/lazyfs/mnt"),
+            layer_store: PathBuf::new(),
             socket: PathBuf::from("/run/lazyfs/lazyfsd.sock"),
             log_file: PathBuf::from("/var/log/lazyfsd.log"),
             quota: "10G".into(),
@@ -125,7 +130,7 @@ impl Default for RegistryConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("reading {path}: {source}")]
+    #[error("reading {path}")]
     Read {
         /// The file.
         path: PathBuf,

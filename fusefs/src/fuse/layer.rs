@@ -14,6 +14,8 @@ pub struct AttachedLayer {
     pub slot: u32,
     /// The layer's entries and chunk table.
     pub meta: LayerMeta,
+    /// Size of the lazy blob in the registry.
+    pub blob_size: u64,
     /// Where its chunks come from.
     pub source: Arc<dyn ChunkSource>,
     /// Children of each directory entry (indexes, in name order).
@@ -33,7 +35,13 @@ impl std::fmt::Debug for AttachedLayer {
 
 impl AttachedLayer {
     /// Indexes `meta` (validated by the decoder: sorted, parents present).
-    pub fn new(digest: String, slot: u32, meta: LayerMeta, source: Arc<dyn ChunkSource>) -> Self {
+    pub fn new(
+        digest: String,
+        slot: u32,
+        meta: LayerMeta,
+        blob_size: u64,
+        source: Arc<dyn ChunkSource>,
+    ) -> Self {
         let n = meta.entries.len();
         let mut children = vec![Vec::new(); n];
         let mut nlink = vec![1u32; n];
@@ -67,6 +75,7 @@ impl AttachedLayer {
             digest,
             slot,
             meta,
+            blob_size,
             source,
             children,
             nlink,

@@ -346,6 +346,7 @@ mod tests {
                 "sha256:test".into(),
                 1,
                 meta,
+                0,
                 Arc::new(NoSource),
             )))
             .unwrap();
@@ -362,6 +363,7 @@ mod tests {
                 entries: vec![],
                 chunks: Vec::new(),
             },
+            0,
             Arc::new(NoSource),
         );
         assert_eq!(table.insert(Arc::new(other)), Err(1));

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use futures_util::future::join_all;
 use lazy_control::protocol::{AttachedImage, LayerInfo, PullPolicy, RegistryCredentials};
 use lazy_control::{ControlError, ErrorKind, PrefetchMode};
-use lazy_format::{LAYER_MEDIA_TYPE, LayerMeta};
+use lazy_format::LAYER_MEDIA_TYPE;
 use lazy_image::{
     ImageStore, decode_layer_tail, fetch_layer_tail, fetch_lazy_manifest, fetch_prefetch_record,
     prefetch_tag,
@@ -19,7 +19,7 @@ use lazy_oci::{Reference, RegistryClient};
 
 use super::attached::AttachRecord;
 use super::images::ImageRecord;
-use super::{DaemonState, OpResult, chunk_digests};
+use super::{DaemonState, OpResult, SizedMeta, chunk_digests};
 use crate::control::errors::{image_error, invalid_reference, oci_error};
 use crate::fuse::layer::AttachedLayer;
 use crate::prefetch::{prefetch_all, prefetch_record};
@@ -120,7 +120,7 @@ impl DaemonState {
                         .meta_store
                         .put(desc.digest().as_ref(), desc.size(), &tail)
                         .map_err(Self::cache_failure("storing layer metadata"))?;
-                    metas.insert(desc.digest().to_string(), meta);
+                    metas.insert(desc.digest().to_string(), (meta, desc.size()));
                 }
                 let mut infos = Vec::new();
                 for desc in &order {
@@ -203,19 +203,19 @@ impl DaemonState {
     }
 
     /// The cached metadata of those `layers` that are not attached yet.
-    fn cached_metas(&self, layers: &[Descriptor]) -> OpResult<HashMap<String, LayerMeta>> {
+    fn cached_metas(&self, layers: &[Descriptor]) -> OpResult<HashMap<String, SizedMeta>> {
         let mut metas = HashMap::new();
         for desc in layers {
             let digest = desc.digest().to_string();
             if self.table.by_digest(&digest).is_some() || metas.contains_key(&digest) {
                 continue;
             }
-            if let Some((meta, _, _)) = self
+            if let Some((meta, size, _)) = self
                 .meta_store
                 .get(&digest)
                 .map_err(Self::cache_failure("reading cached layer metadata"))?
             {
-                metas.insert(digest, meta);
+                metas.insert(digest, (meta, size));
             }
         }
         Ok(metas)
@@ -243,7 +243,7 @@ impl DaemonState {
                     cached.map_err(Self::cache_failure("reading cached layer metadata"))
                 })
                 .await?
-                .map(|(meta, _, _)| meta)
+                .map(|(meta, size, _)| (meta, size))
             }
         };
         let fetched = match attached || cached.is_some() {
@@ -279,10 +279,11 @@ impl DaemonState {
         self.blocking(move |state| {
             let mut meta = cached;
             if let Some((desc, tail)) = fetched {
-                meta = Some(
+                meta = Some((
                     decode_layer_tail(&tail, &desc, &name)
                         .map_err(|e| image_error(e).context(&context))?,
-                );
+                    desc.size(),
+                ));
                 state
                     .meta_store
                     .put(&digest, desc.size(), &tail)
@@ -333,10 +334,10 @@ impl DaemonState {
                     .meta_store
                     .get(digest)
                     .map_err(Self::cache_failure("reading cached layer metadata"))?;
-                let Some((cached, _, _)) = cached else {
+                let Some((cached, size, _)) = cached else {
                     return Ok(None);
                 };
-                meta = Some(cached);
+                meta = Some((cached, size));
             }
             let request = LayerRequest {
                 digest,
@@ -363,7 +364,7 @@ impl DaemonState {
     fn attach_layer(
         &self,
         request: &LayerRequest<'_>,
-        meta: Option<LayerMeta>,
+        meta: Option<SizedMeta>,
     ) -> OpResult<LayerInfo> {
         let mut list = self.attached.lock().expect("attach list lock");
         let saved = |list: &super::attached::AttachList| {
@@ -403,7 +404,7 @@ impl DaemonState {
                 .get(request.digest)
                 .map_err(Self::cache_failure("reading cached layer metadata"))?
             {
-                Some((meta, _, _)) => meta,
+                Some((meta, size, _)) => (meta, size),
                 None => return Err(vanished(request.digest)),
             },
         };

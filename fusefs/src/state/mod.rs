@@ -52,6 +52,9 @@ pub(crate) struct DaemonState {
     images: LocalImages,
 }
 
+/// A layer's metadata with the size of its blob.
+pub(crate) type SizedMeta = (LayerMeta, u64);
+
 /// A control operation's outcome, as told to the client.
 pub(crate) type OpResult<T> = Result<T, ControlError>;
 
@@ -147,7 +150,7 @@ impl DaemonState {
         let mut kept = Vec::new();
         for record in std::mem::take(&mut list.records) {
             let meta = match self.meta_store.get(&record.digest) {
-                Ok(Some((meta, _, _))) => meta,
+                Ok(Some((meta, size, _))) => (meta, size),
                 other => {
                     tracing::warn!(digest = %record.digest, "cannot re-attach: metadata not cached ({other:?})");
                     continue;
@@ -168,7 +171,7 @@ impl DaemonState {
     fn install(
         &self,
         record: &AttachRecord,
-        meta: LayerMeta,
+        (meta, blob_size): SizedMeta,
         client: &RegistryClient,
     ) -> OpResult<()> {
         let reference: Reference = record
@@ -181,7 +184,7 @@ impl DaemonState {
             record.digest.clone(),
         ));
         let pinned = record.pinned.then(|| chunk_digests(&meta));
-        let layer = AttachedLayer::new(record.digest.clone(), record.slot, meta, source);
+        let layer = AttachedLayer::new(record.digest.clone(), record.slot, meta, blob_size, source);
         self.table.insert(Arc::new(layer)).map_err(|slot| {
             ControlError::new(
                 ErrorKind::Internal,

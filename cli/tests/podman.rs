@@ -1,0 +1,355 @@
+//! lazyfs under a real Podman (Debian's 4.3) through lazyfsd's additional
+//! layer store: `lazyctl podman-setup`, then `podman pull` finds the lazy
+//! layers in the store and downloads none, `podman run` reads through
+//! lazyfsd. Every process is the real one, started here under a temp dir.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use lazy_testkit::daemon::{DaemonFiles, DaemonProcess};
+use lazy_testkit::images::{base_layer, upper_layer};
+use lazy_testkit::layout::{TestCompression, write_oci_image};
+use lazy_testkit::podman::TestPodman;
+use lazy_testkit::registry::TestRegistry;
+use lazy_testkit::require_privileges;
+use lazy_testkit::tarball::TarLayer;
+use lazy_testkit::tree::diff_trees;
+
+const OS_RELEASE: &str = "PRETTY_NAME=\"lazyfs podman test\"\nID=lazytest\n";
+
+fn bin(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_lazyctl")).with_file_name(name)
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "status {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn run_ok(program: &Path, args: &[&str]) -> String {
+    let out = Command::new(program).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{} {args:?}: {}",
+        program.display(),
+        text(&out)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A registry holding a 3-layer test image (whiteouts, an opaque dir) as
+/// a lazy and a plain image, lazyfsd serving the layer store, and Podman
+/// set up by `lazyctl podman-setup`.
+struct Node {
+    // Podman goes first (its mounts reach into lazyfsd's), the directory last.
+    podman: TestPodman,
+    daemon: Option<DaemonProcess>,
+    daemon_files: DaemonFiles,
+    registry: TestRegistry,
+    store: PathBuf,
+    lazy_image: String,
+    plain_image: String,
+    _work: tempfile::TempDir,
+}
+
+impl Node {
+    fn start() -> Node {
+        let work = tempfile::tempdir().unwrap();
+        let src = work.path().join("src");
+        let os_release = {
+            let mut t = TarLayer::new();
+            t.dir("etc", 0o755)
+                .file(b"etc/os-release", OS_RELEASE.as_bytes(), 0o644);
+            t.finish()
+        };
+        let layers = [base_layer().unwrap(), upper_layer(), os_release];
+        write_oci_image(&src, "v1", &layers, TestCompression::Gzip).unwrap();
+        let registry = TestRegistry::start().unwrap();
+        let host = registry.host();
+        let lazy_image = format!("{host}/sample:lazy");
+        let plain_image = format!("{host}/sample:plain");
+        let source = format!("oci:{}:v1", src.display());
+        run_ok(
+            &bin("lazyctl"),
+            &["convert", "--insecure", &host, &source, &lazy_image],
+        );
+        run_ok(
+            Path::new("skopeo"),
+            &[
+                "copy",
+                "--quiet",
+                "--dest-tls-verify=false",
+                &source,
+                &format!("docker://{plain_image}"),
+            ],
+        );
+        let podman = TestPodman::new(&work.path().join("podman")).unwrap();
+        let daemon_files =
+            DaemonFiles::write(&work.path().join("lazyfsd"), &host, "prefetch = \"none\"");
+        let store = work.path().join("store");
+        let storage_conf = podman.storage_conf.display().to_string();
+        let daemon_conf = daemon_files.config.display().to_string();
+        let store_arg = store.display().to_string();
+        let setup = run_ok(
+            &bin("lazyctl"),
+            &[
+                "podman-setup",
+                "--storage-conf",
+                &storage_conf,
+                "--config",
+                &daemon_conf,
+                "--layer-store",
+                &store_arg,
+            ],
+        );
+        assert!(setup.contains("store added"), "{setup}");
+        let daemon = DaemonProcess::start(&bin("lazyfsd"), daemon_files.clone());
+        Node {
+            podman,
+            daemon: Some(daemon),
+            daemon_files,
+            registry,
+            store,
+            lazy_image,
+            plain_image,
+            _work: work,
+        }
+    }
+
+    fn podman_ok(&self, args: &[&str]) -> String {
+        self.podman
+            .run_ok(args)
+            .unwrap_or_else(|e| panic!("{e:#}\nlazyfsd log:\n{}", self.daemon_log()))
+    }
+
+    fn pull(&self, image: &str) -> Output {
+        self.podman
+            .run(&["pull", "--quiet", "--tls-verify=false", image])
+            .unwrap()
+    }
+
+    fn daemon_log(&self) -> String {
+        self.daemon
+            .as_ref()
+            .map(DaemonProcess::log)
+            .unwrap_or_default()
+    }
+
+    /// The store's directory for `image`.
+    fn image_dir(&self, image: &str) -> PathBuf {
+        self.store
+            .join(base64::engine::general_purpose::STANDARD.encode(image))
+    }
+}
+
+/// `stat` of `path` in a thread, so that a hang fails the test instead of
+/// blocking it: the error kind, or `None` when it exists.
+fn stat_within(path: PathBuf, limit: Duration) -> Option<std::io::ErrorKind> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(std::fs::metadata(&path).err().map(|e| e.kind()));
+    });
+    rx.recv_timeout(limit).expect("stat did not return in time")
+}
+
+#[test]
+fn privileged_podman_runs_a_lazy_image_from_the_layer_store() {
+    require_privileges!();
+    let node = Node::start();
+    let served_before = node.registry.blob_bytes_served();
+    let out = node.pull(&node.lazy_image);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        text(&out),
+        node.daemon_log()
+    );
+    let pulled = node.registry.blob_bytes_served() - served_before;
+    // The lazy layers hold over 5 MiB of noise; the pull reads the config
+    // and each layer's metadata only.
+    assert!(
+        pulled < 512 * 1024,
+        "the pull fetched {pulled} bytes of blobs"
+    );
+
+    let os_release = node.podman_ok(&["run", "--rm", &node.lazy_image, "cat", "/etc/os-release"]);
+    assert_eq!(os_release, OS_RELEASE);
+    // `cat` is busybox (1 MiB); the 5 MiB of noise stays in the registry.
+    let after_run = node.registry.blob_bytes_served() - served_before;
+    assert!(
+        after_run < 2 * 1024 * 1024,
+        "pull and run fetched {after_run} bytes"
+    );
+
+    // The image as Podman mounts it is the plain image, entry by entry:
+    // whiteouts hide, the opaque dir hides the lower one.
+    let out = node.pull(&node.plain_image);
+    assert!(out.status.success(), "{}", text(&out));
+    let lazy_root = node.podman_ok(&["image", "mount", &node.lazy_image]);
+    let plain_root = node.podman_ok(&["image", "mount", &node.plain_image]);
+    let differences =
+        diff_trees(Path::new(plain_root.trim()), Path::new(lazy_root.trim())).unwrap();
+    assert!(
+        differences.is_empty(),
+        "lazy image differs: {differences:#?}"
+    );
+    let listing = node.podman_ok(&[
+        "run",
+        "--rm",
+        &node.lazy_image,
+        "ls",
+        "/data/opaque",
+        "/data",
+    ]);
+    assert!(
+        listing.contains("upper") && !listing.contains("lower"),
+        "{listing}"
+    );
+    assert!(!listing.contains("deleted"), "{listing}");
+
+    // `blob` is the lazy blob itself, as the registry has it.
+    let image_dir = node.image_dir(&node.lazy_image);
+    let layer_dirs: Vec<PathBuf> = std::fs::read_dir(&image_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(layer_dirs.len(), 3, "{layer_dirs:?}");
+    for dir in &layer_dirs {
+        let digest = dir.file_name().unwrap().to_str().unwrap().to_owned();
+        let sum = run_ok(
+            Path::new("sha256sum"),
+            &[dir.join("blob").to_str().unwrap()],
+        );
+        assert_eq!(format!("sha256:{}", &sum[..64]), digest);
+        let info: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("info")).unwrap()).unwrap();
+        assert_eq!(info["diff-digest"], digest.as_str());
+        assert_eq!(
+            std::fs::read_link(dir.join("diff")).unwrap(),
+            node.daemon_files.mountpoint.join(&digest)
+        );
+    }
+
+    // rmi, then a second pull finds the layers in the store again.
+    node.podman_ok(&["image", "unmount", "--all"]);
+    node.podman_ok(&["rmi", &node.lazy_image]);
+    let out = node.pull(&node.lazy_image);
+    assert!(out.status.success(), "{}", text(&out));
+    let os_release = node.podman_ok(&["run", "--rm", &node.lazy_image, "cat", "/etc/os-release"]);
+    assert_eq!(os_release, OS_RELEASE);
+}
+
+#[test]
+fn privileged_unknown_names_in_the_layer_store_are_enoent_at_once() {
+    require_privileges!();
+    let node = Node::start();
+    let limit = Duration::from_secs(20);
+    let image_dir = node.image_dir(&node.lazy_image);
+    let absent = format!("sha256:{}", "0".repeat(64));
+    let started = Instant::now();
+    assert_eq!(
+        stat_within(image_dir.join(&absent), limit),
+        Some(std::io::ErrorKind::NotFound),
+        "a digest the repository lacks"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    for name in ["not-base64!", "bm90IGEgcmVmZXJlbmNl"] {
+        assert_eq!(
+            stat_within(node.store.join(name), limit),
+            Some(std::io::ErrorKind::NotFound),
+            "{name}"
+        );
+    }
+    assert_eq!(
+        stat_within(image_dir.join("sha256:short"), limit),
+        Some(std::io::ErrorKind::NotFound)
+    );
+    // A plain image's layer is no lazy layer: not served, so Podman
+    // downloads it as usual.
+    let plain_dir = node.image_dir(&node.plain_image);
+    let manifest = run_ok(
+        Path::new("skopeo"),
+        &[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{}", node.plain_image),
+        ],
+    );
+    let manifest: serde_json::Value = serde_json::from_str(&manifest).unwrap();
+    let plain_layer = manifest["layers"][0]["digest"].as_str().unwrap();
+    assert_eq!(
+        stat_within(plain_dir.join(plain_layer), limit),
+        Some(std::io::ErrorKind::NotFound)
+    );
+    let os_release = node.podman_ok(&[
+        "run",
+        "--rm",
+        "--pull",
+        "always",
+        "--tls-verify=false",
+        &node.plain_image,
+        "cat",
+        "/etc/os-release",
+    ]);
+    assert_eq!(os_release, OS_RELEASE);
+}
+
+#[test]
+fn privileged_a_pull_with_lazyfsd_down_fails_and_leaves_nothing() {
+    require_privileges!();
+    let mut node = Node::start();
+    let store = node.store.display().to_string();
+    // Killed: the store's mount answers ENOTCONN; stopped: it is gone.
+    // Either way Podman names the store and stops, downloading nothing.
+    for how in ["kill -9", "SIGTERM"] {
+        let daemon = node.daemon.as_mut().unwrap();
+        match how {
+            "kill -9" => daemon.kill9(),
+            _ => {
+                let stopped = daemon.terminate_within(Duration::from_secs(20));
+                assert!(
+                    stopped.is_some_and(|(status, _)| status.success()),
+                    "{stopped:?}"
+                );
+            }
+        }
+        let served_before = node.registry.blob_bytes_served();
+        let out = node.pull(&node.lazy_image);
+        assert!(
+            !out.status.success(),
+            "{how}: pulled without lazyfsd: {}",
+            text(&out)
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("additionallayerstore") && stderr.contains(&store),
+            "{how}: unclear error: {stderr}"
+        );
+        assert_eq!(node.registry.blob_bytes_served(), served_before, "{how}");
+
+        // A restarted lazyfsd serves the store again; nothing was left.
+        node.daemon.as_mut().unwrap().spawn();
+        let images = node.podman_ok(&["images", "--quiet"]);
+        assert!(images.trim().is_empty(), "{how}: images left: {images}");
+    }
+    let out = node.pull(&node.lazy_image);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        text(&out),
+        node.daemon_log()
+    );
+    let os_release = node.podman_ok(&["run", "--rm", &node.lazy_image, "cat", "/etc/os-release"]);
+    assert_eq!(os_release, OS_RELEASE);
+}
