@@ -178,12 +178,7 @@ OUT=$RESULTS/containerd-wan-$(date -u +%Y%m%d-%H%M).md
   for prof in $PROFILES; do P="${prof%%:*}/${prof#*:}"; echo "Ping over $P: min/avg/max/mdev ${PING[$P]:-?}."; done
   echo
   python3 "$HELPER" report "$TSV" "$WORK/meta.json"
-  echo "### Per-run rows"
-  echo
-  echo '```'
-  column -t -s $'\t' "$TSV"
-  echo '```'
-  if [ -s "$WORK/failures.md" ]; then echo; echo "## Failures"; echo; cat "$WORK/failures.md"; fi
+  report_rows_and_failures
 } >"$OUT"
 cp "$TSV" "${OUT%.md}.tsv"
 cat "$OUT"

@@ -227,12 +227,7 @@ OUT=$RESULTS/lazyrun-wan-$(date -u +%Y%m%d-%H%M).md
   done
   echo
   python3 "$HELPER" report "$TSV" "$WORK/meta.json"
-  echo "### Per-run rows"
-  echo
-  echo '```'
-  column -t -s $'\t' "$TSV"
-  echo '```'
-  if [ -s "$WORK/failures.md" ]; then echo; echo "## Failures"; echo; cat "$WORK/failures.md"; fi
+  report_rows_and_failures
   echo
   sed 's/\x1b\[[0-9;]*m//g' "$WORK/lazyfsd.log" >"$WORK/lazyfsd.plain.log"
   echo "lazyfsd/lazyrun stderr: $(grep -c ' ERROR ' "$WORK/lazyfsd.plain.log" || true) ERROR and $(grep -c ' WARN ' "$WORK/lazyfsd.plain.log" || true) WARN lines; most frequent (timestamps cut):"

@@ -1,5 +1,6 @@
-# Shared by the WAN benchmarks (lazyrun-wan.sh, containerd-wan.sh): the
-# emulated link and its registry, lazyfsd, and the one timed step. Sourced;
+# Shared by the WAN benchmarks (lazyrun-wan.sh, containerd-wan.sh,
+# podman-wan.sh): the emulated link and its registry, lazyfsd, and the one
+# timed step, and the report's tail. Sourced;
 # the caller sets WORK, REG, NS_CLI, NS_RT, WAN, HELPER, BIN, STEP_TIMEOUT,
 # and REG_PID= DAEMON_PID=, and calls start_tsv before measuring.
 
@@ -137,4 +138,13 @@ meta_profiles_and_load() {   # the "profiles" and "load" entries of the report's
   first=1; for prof in $PROFILES; do P="${prof%%:*}/${prof#*:}"; [ $first = 1 ] || echo ','; first=0
     echo "\"$P\": {\"before\": \"${LOAD_BEFORE[$P]:-?}\", \"after\": \"${LOAD_AFTER[$P]:-?}\"}"; done
   echo '},'
+}
+
+report_rows_and_failures() {   # the report's per-run rows, then its failures, if any
+  echo "### Per-run rows"
+  echo
+  echo '```'
+  column -t -s $'\t' "$TSV"
+  echo '```'
+  if [ -s "$WORK/failures.md" ]; then echo; echo "## Failures"; echo; cat "$WORK/failures.md"; fi
 }

@@ -274,6 +274,24 @@ fn privileged_unknown_names_in_the_layer_store_are_enoent_at_once() {
         stat_within(image_dir.join("sha256:short"), limit),
         Some(std::io::ErrorKind::NotFound)
     );
+    // Only root may attach through the store.
+    let path = image_dir.display().to_string();
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "stat",
+            &path,
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Permission denied"),
+        "{}",
+        text(&out)
+    );
     // A plain image's layer is no lazy layer: not served, so Podman
     // downloads it as usual.
     let plain_dir = node.image_dir(&node.plain_image);

@@ -219,6 +219,33 @@ impl Filesystem for LayerStoreFs {
         reply.error(Errno::ENOENT);
     }
 
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        // Nothing to flush; ENOSYS stops the kernel sending FLUSH at all.
+        reply.error(Errno::ENOSYS);
+    }
+
+    fn poll(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _ph: fuser::PollNotifier,
+        _events: fuser::PollEvents,
+        _flags: fuser::PollFlags,
+        reply: fuser::ReplyPoll,
+    ) {
+        // Files are always ready; ENOSYS makes the kernel say so itself
+        // (Podman polls `info` as it reads it).
+        reply.error(Errno::ENOSYS);
+    }
+
     fn rmdir(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
         // Storage "releases" a layer by removing its directory and expects
         // ENOENT. Nothing is removed: other images may share the layer.

@@ -134,18 +134,14 @@ impl StoreTree {
             return *ino;
         }
         let layer = Arc::new(layer);
-        let dir = next_ino(&inner);
-        inner.nodes.push((parent, name.clone(), Node::Layer));
-        inner.names.insert((parent, name), dir);
+        let dir = inner.insert(parent, name, Node::Layer);
         let files = [
             Node::Diff(Arc::clone(&layer)),
             Node::Info(Arc::clone(&layer)),
             Node::Blob(layer),
         ];
         for (file, node) in LAYER_FILES.iter().zip(files) {
-            let ino = next_ino(&inner);
-            inner.nodes.push((dir, file.as_bytes().to_vec(), node));
-            inner.names.insert((dir, file.as_bytes().to_vec()), ino);
+            inner.insert(dir, file.as_bytes().to_vec(), node);
         }
         dir
     }
@@ -165,7 +161,7 @@ impl StoreTree {
         // Index 0 is the root, its own parent.
         for (i, (p, name, child)) in inner.nodes.iter().enumerate().skip(1) {
             if *p == ino {
-                let child_ino = next_ino_after(i);
+                let child_ino = ino_of_index(i);
                 items.push((child_ino, name.clone(), attr_of(child_ino, child)));
             }
         }
@@ -184,22 +180,25 @@ impl StoreTree {
 
     fn add(&self, parent: u64, name: &[u8], node: Node) -> u64 {
         let mut inner = self.inner.write().expect("store tree lock");
-        if let Some(ino) = inner.names.get(&(parent, name.to_vec())) {
-            return *ino;
+        match inner.names.get(&(parent, name.to_vec())) {
+            Some(ino) => *ino,
+            None => inner.insert(parent, name.to_vec(), node),
         }
-        let ino = next_ino(&inner);
-        inner.nodes.push((parent, name.to_vec(), node));
-        inner.names.insert((parent, name.to_vec()), ino);
+    }
+}
+
+impl Inner {
+    /// Adds `node` as `name` in `parent`; returns its inode.
+    fn insert(&mut self, parent: u64, name: Vec<u8>, node: Node) -> u64 {
+        let ino = ino_of_index(self.nodes.len());
+        self.nodes.push((parent, name.clone(), node));
+        self.names.insert((parent, name), ino);
         ino
     }
 }
 
-fn next_ino(inner: &Inner) -> u64 {
-    next_ino_after(inner.nodes.len())
-}
-
 /// The inode of node index `i`.
-fn next_ino_after(i: usize) -> u64 {
+fn ino_of_index(i: usize) -> u64 {
     u64::try_from(i).unwrap_or(u64::MAX - 1) + 1
 }
 
@@ -225,10 +224,14 @@ fn is_digest(name: &str) -> bool {
     })
 }
 
-/// Attributes of a node: directories and files read-only for everyone.
+/// Attributes of a node, all read-only. Only root may enter the store: a
+/// lookup there attaches images, which only root may do (as through the
+/// control socket). Containers never pass through it: overlayfs resolves
+/// `diff` to the main mount once, when root mounts the container.
 pub fn attr_of(ino: u64, node: &Node) -> FileAttr {
     let (kind, perm, size) = match node {
-        Node::Root | Node::Image { .. } | Node::Layer => (FileType::Directory, 0o555, 0),
+        Node::Root => (FileType::Directory, 0o700, 0),
+        Node::Image { .. } | Node::Layer => (FileType::Directory, 0o555, 0),
         Node::Diff(l) => (FileType::Symlink, 0o777, l.diff.as_os_str().len() as u64),
         Node::Info(l) => (FileType::RegularFile, 0o444, l.info.len() as u64),
         Node::Blob(l) => (FileType::RegularFile, 0o444, l.layer.blob_size),
