@@ -20,7 +20,8 @@
 #   bench/lazyrun-wan.sh [RUNS]       default 3; results in bench/results/lazyrun-wan-<date>.md
 #
 # Environment: LZB_PROFILES="100mbit:20ms 1gbit:10ms", LZB_VARIANTS=1 (0: skip
-# the variants), LZB_PULLS=1 (0: skip the full pulls), LZB_WARM=1 (0: skip
+# the variants; "around": only the read-around ones, read_around auto and 1M,
+# beside the default, off), LZB_PULLS=1 (0: skip the full pulls), LZB_WARM=1 (0: skip
 # the warm phase), LZB_MAX_SECONDS=3600 (variants/warm are skipped once past
 # it), LZB_KEEP=1 (keep the work dir with logs). All lazy configurations and
 # the pulls run once per run in turn (interleaved), per profile.
@@ -62,6 +63,7 @@ trap cleanup_wan_run EXIT
 trap 'exit 130' INT TERM
 
 write_config ra128k 128K; write_config ra512k 512K; write_config ra1m 1M
+write_config around-auto 128K record auto; write_config around1m 128K record 1M
 
 
 # chroot runner for the full-pull and local-overlay sides: private mount and
@@ -147,6 +149,10 @@ for prof in $PROFILES; do
   for run in $(seq "$RUNS"); do
     lazy_cold "$P" lazy-rec "$run" ra128k lazy record
     lazy_cold "$P" lazy-none "$run" ra128k lazy none
+    if [ "$VARIANTS" != 0 ] && [ "$SECONDS" -lt "$DEADLINE" ]; then
+      lazy_cold "$P" around-auto-none "$run" around-auto lazy none
+      lazy_cold "$P" around1m-none "$run" around1m lazy none
+    fi
     if [ "$VARIANTS" = 1 ] && [ "$SECONDS" -lt "$DEADLINE" ]; then
       lazy_cold "$P" c256-rec "$run" ra128k lazy-256k record
       lazy_cold "$P" c256-none "$run" ra128k lazy-256k none
@@ -184,11 +190,13 @@ done
   meta_profiles_and_load
   cat <<'JSON'
 "order": ["lazy-rec", "lazy-none", "pull-skopeo", "pull-curl",
+          "around-auto-none", "around1m-none",
           "c256-rec", "c256-none", "c1m-rec", "c1m-none", "ra512-none", "ra1m-none", "ra1m-rec",
           "lazy-warm-cold", "local-overlay-cold", "lazy-warm-hot", "lazy-warm-nopf-hot", "local-overlay-hot"],
 "groups": {"lazy-rec": "cold", "lazy-none": "cold", "pull-skopeo": "cold", "pull-curl": "cold",
            "c256-rec": "variant", "c256-none": "variant", "c1m-rec": "variant", "c1m-none": "variant",
            "ra512-none": "variant", "ra1m-none": "variant", "ra1m-rec": "variant",
+           "around-auto-none": "variant", "around1m-none": "variant",
            "lazy-warm-cold": "warm", "local-overlay-cold": "warm", "lazy-warm-hot": "warm",
            "lazy-warm-nopf-hot": "warm", "local-overlay-hot": "warm"},
 "labels": {"lazy-rec": "**lazyrun, 512K chunks, prefetch record** (default)",
@@ -202,6 +210,8 @@ done
            "ra512-none": "lazyrun, 512K chunks, read_ahead 512K, --prefetch none",
            "ra1m-none": "lazyrun, 512K chunks, read_ahead 1M, --prefetch none",
            "ra1m-rec": "lazyrun, 512K chunks, read_ahead 1M, prefetch record",
+           "around-auto-none": "lazyrun, 512K chunks, read_around auto, --prefetch none",
+           "around1m-none": "lazyrun, 512K chunks, read_around 1M, --prefetch none",
            "lazy-warm-cold": "lazyrun, warm lazyfsd cache, page cache dropped",
            "local-overlay-cold": "native overlay + chroot, page cache dropped",
            "lazy-warm-hot": "lazyrun, warm lazyfsd cache, page cache hot",
@@ -217,7 +227,7 @@ OUT=$RESULTS/lazyrun-wan-$(date -u +%Y%m%d-%H%M).md
   echo "Command: \`Rscript -e 'sessionInfo()'\` in a container of the r-base-like image (Debian bookworm, R $(grep -ho 'R version [0-9.]*' "$WORK/record-512K.log" | head -1 | cut -d' ' -f3)):"
   echo "2 layers, $((COMPRESSED / 1048576)) MiB compressed ($COMPRESSED B), $UNPACKED_MIB MiB unpacked; lazy image (512K chunks): $LAZY_MIB."
   echo "Registry: Debian docker-registry in lzwan-reg behind bench/wan (tbf + NFQUEUE delay line); clients in lzwan-cli."
-  echo "Phases: variants $([ "$VARIANTS" = 1 ] && echo on || echo off), full pulls $([ "$PULLS" = 1 ] && echo on || echo off), warm $([ "$WARM" = 1 ] && echo on || echo off) (LZB_VARIANTS/LZB_PULLS/LZB_WARM)."
+  echo "Phases: variants $VARIANTS (1 all, around: read-around only, 0 none), full pulls $([ "$PULLS" = 1 ] && echo on || echo off), warm $([ "$WARM" = 1 ] && echo on || echo off) (LZB_VARIANTS/LZB_PULLS/LZB_WARM)."
   echo "Runs: $RUNS per cell, interleaved. Cold = fresh lazyfsd (started before the timer: a host daemon), empty cache, page cache dropped."
   echo "Binaries: $BIN ($("$BIN/lazyctl" --version)); machine: $(nproc) cores, $(uname -r); other work was running on it (see load)."
   for prof in $PROFILES; do P="${prof%%:*}/${prof#*:}"; echo "Ping over $P: min/avg/max/mdev ${PING[$P]:-?}."; done

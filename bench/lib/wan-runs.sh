@@ -67,7 +67,7 @@ wan_up() {   # RATE RTT
 
 
 # lazyfsd configs: default (read_ahead 128K) and the read-ahead variants.
-write_config() {   # NAME READ_AHEAD [PREFETCH, default record]
+write_config() {   # NAME READ_AHEAD [PREFETCH, default record] [READ_AROUND, default lazyfsd's]
   cat >"$WORK/$1.toml" <<TOML
 cache_dir = "$WORK/cache"
 mountpoint = "$WORK/mnt"
@@ -76,6 +76,7 @@ log_file = "$WORK/lazyfsd-daemon.log"
 quota = "20G"
 read_ahead = "$2"
 prefetch = "${3:-record}"
+${4:+read_around = \"$4\"}
 [registry]
 insecure = ["$REG"]
 [run]

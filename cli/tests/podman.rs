@@ -324,6 +324,61 @@ fn privileged_unknown_names_in_the_layer_store_are_enoent_at_once() {
 }
 
 #[test]
+fn privileged_concurrent_lookups_attach_each_layer_once() {
+    require_privileges!();
+    let node = Node::start();
+    let manifest = run_ok(
+        Path::new("skopeo"),
+        &[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{}", node.lazy_image),
+        ],
+    );
+    let manifest: serde_json::Value = serde_json::from_str(&manifest).unwrap();
+    let digests: Vec<String> = manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(digests.len(), 3);
+    // Eight lookers at once, each asking for every layer (in another
+    // order), as parallel pulls of one image do.
+    let image_dir = node.image_dir(&node.lazy_image);
+    std::thread::scope(|s| {
+        for looker in 0..8 {
+            let (image_dir, digests) = (&image_dir, &digests);
+            s.spawn(move || {
+                for i in 0..digests.len() {
+                    let digest = &digests[(i + looker) % digests.len()];
+                    let info = image_dir.join(digest).join("info");
+                    let text = std::fs::read_to_string(&info)
+                        .unwrap_or_else(|e| panic!("looker {looker}: {}: {e}", info.display()));
+                    assert!(text.contains(digest.as_str()), "{text}");
+                }
+            });
+        }
+    });
+    let socket = node.daemon_files.socket.display().to_string();
+    let listed = run_ok(&bin("lazyctl"), &["ls", "--json", "--socket", &socket]);
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    let mut attached: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap())
+        .collect();
+    attached.sort_unstable();
+    let mut wanted: Vec<&str> = digests.iter().map(String::as_str).collect();
+    wanted.sort_unstable();
+    assert_eq!(attached, wanted, "each layer attached once");
+    let names: Vec<_> = std::fs::read_dir(&image_dir).unwrap().collect();
+    assert_eq!(names.len(), 3, "one directory per layer");
+}
+
+#[test]
 fn privileged_a_pull_with_lazyfsd_down_fails_and_leaves_nothing() {
     require_privileges!();
     let mut node = Node::start();

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use fuser::{Config, MountOption, SessionACL};
-use lazy_cache::{CacheConfig, CacheMetrics, ChunkCache};
+use lazy_cache::{CacheConfig, CacheMetrics, ChunkCache, ReadAround};
 use lazy_oci::{ClientOptions, RegistryClient};
 
 use lazy_control::{ControlClient, DaemonConfig};
@@ -39,6 +39,11 @@ pub fn run(config: &DaemonConfig, ready: impl FnOnce()) -> anyhow::Result<()> {
         hot_set_bytes: config.hot_set_bytes().map_err(anyhow::Error::msg)?,
         fetch_timeout: Duration::from_secs(config.fetch_timeout_secs.max(1)),
         max_concurrent_fetches: config.max_concurrent_fetches.max(1),
+        read_around: match config.read_around_setting().map_err(anyhow::Error::msg)? {
+            None => ReadAround::Auto,
+            Some(0) => ReadAround::Off,
+            Some(bytes) => ReadAround::Bytes(bytes),
+        },
         ..CacheConfig::new(&config.cache_dir)
     };
     let cache = ChunkCache::open(cache_config, metrics.clone()).context("opening the cache")?;

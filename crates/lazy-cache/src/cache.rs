@@ -13,6 +13,7 @@ use crate::flight::Flights;
 use crate::hot::HotSet;
 use crate::index::{ChunkIndex, IndexEntry};
 use crate::ledger::{Ledger, now_ms};
+use crate::link::LinkEstimate;
 use crate::store::ChunkStore;
 use crate::{CacheConfig, CacheError, CacheMetrics, ChunkSource};
 
@@ -35,6 +36,8 @@ pub(crate) struct Inner {
     /// Shared with the background work, which signals through it only
     /// once it has let go of the cache (so a settled cache can be reopened).
     pub(crate) admissions: Arc<Admissions>,
+    /// The link to the sources as measured, for reading around misses.
+    pub(crate) link: LinkEstimate,
 }
 
 impl std::fmt::Debug for ChunkCache {
@@ -115,6 +118,7 @@ impl ChunkCache {
             config,
             assembly: AssemblyQueue::default(),
             admissions: Arc::default(),
+            link: LinkEstimate::default(),
         };
         let cache = Self {
             inner: Arc::new(inner),
@@ -140,6 +144,18 @@ impl ChunkCache {
         len: usize,
     ) -> Result<Vec<u8>, CacheError> {
         let guard = self.ensure(source, chunks).await?;
+        self.copy_from(guard, chunks, skip, len).await
+    }
+
+    /// Copies a read's bytes out of `guard`'s chunks: from memory on this
+    /// worker, from chunk files on a blocking thread.
+    pub(crate) async fn copy_from(
+        &self,
+        guard: ReadGuard,
+        chunks: &[ChunkRecord],
+        skip: u64,
+        len: usize,
+    ) -> Result<Vec<u8>, CacheError> {
         if guard.all_in_memory(chunks) {
             return self.inner.copy_all(&guard, chunks, skip, len);
         }

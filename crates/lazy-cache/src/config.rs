@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::link::ReadAround;
+
 /// How the cache behaves.
 #[derive(Debug, Clone)]
 pub struct CacheConfig {
@@ -22,11 +24,15 @@ pub struct CacheConfig {
     pub fetch_timeout: Duration,
     /// Range requests in flight at once, across all readers.
     pub max_concurrent_fetches: usize,
+    /// How far a read that misses fetches the chunks after it in the blob
+    /// (for callers of [`crate::ChunkCache::read_around`]).
+    pub read_around: ReadAround,
 }
 
 impl CacheConfig {
     /// Defaults for a cache in `dir`: 10 GiB quota, 64 MiB hot set,
-    /// coalescing up to 4 MiB with gaps up to 64 KiB, 30 s timeout, 16 fetches.
+    /// coalescing up to 4 MiB with gaps up to 64 KiB, 30 s timeout, 16 fetches,
+    /// no read-around.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Self {
             dir: dir.into(),
@@ -36,6 +42,7 @@ impl CacheConfig {
             coalesce_max: 4 << 20,
             fetch_timeout: Duration::from_secs(30),
             max_concurrent_fetches: 16,
+            read_around: ReadAround::Off,
         }
     }
 }

@@ -223,9 +223,8 @@ impl Inner {
         let blob = source.blob_name().to_owned();
         let result =
             tokio::time::timeout(self.config.fetch_timeout, source.read_range(range.clone())).await;
-        self.metrics
-            .fetch_seconds
-            .observe(started.elapsed().as_secs_f64());
+        let seconds = started.elapsed().as_secs_f64();
+        self.metrics.fetch_seconds.observe(seconds);
         match result {
             Err(_) => Err(CacheError::Timeout {
                 blob,
@@ -249,6 +248,7 @@ impl Inner {
             }
             Ok(Ok(bytes)) => {
                 self.metrics.bytes_fetched.inc_by(bytes.len() as u64);
+                self.link.observe(bytes.len() as u64, seconds);
                 Ok(bytes)
             }
         }

@@ -32,6 +32,14 @@ pub(crate) enum Claim {
 }
 
 impl Flights {
+    /// Whether `digest` is being fetched (or stored after its fetch).
+    pub(crate) fn in_flight(&self, digest: &ChunkDigest) -> bool {
+        self.map
+            .lock()
+            .expect("flight map lock")
+            .contains_key(digest)
+    }
+
     /// Claims the fetch of `digest`, or joins the one in progress.
     pub(crate) fn claim(&self, digest: ChunkDigest) -> Claim {
         let mut map = self.map.lock().expect("flight map lock");

@@ -11,6 +11,7 @@
 //! leaves no corrupt chunk to be served. Fully cached multi-chunk files
 //! can be assembled into one stored file for FUSE passthrough.
 
+mod around;
 mod assemble;
 mod cache;
 mod config;
@@ -20,6 +21,7 @@ mod flight;
 mod hot;
 mod index;
 mod ledger;
+mod link;
 mod meta_store;
 mod metrics;
 mod plan;
@@ -30,6 +32,7 @@ mod store;
 pub use cache::{ChunkCache, ReadGuard};
 pub use config::CacheConfig;
 pub use error::CacheError;
+pub use link::ReadAround;
 pub use meta_store::MetaStore;
 pub use metrics::CacheMetrics;
 pub use source::{ChunkSource, SourceError};

@@ -22,6 +22,8 @@ pub struct AttachedLayer {
     children: Vec<Vec<u32>>,
     /// Link count of each entry (hardlink targets count their links).
     nlink: Vec<u32>,
+    /// Chunk-table indexes in blob order (for reading around a miss).
+    by_offset: Vec<u32>,
 }
 
 impl std::fmt::Debug for AttachedLayer {
@@ -71,6 +73,9 @@ impl AttachedLayer {
             }
         }
         // Entries are sorted by full path, so children by path are sorted by name.
+        let mut by_offset: Vec<u32> =
+            (0..u32::try_from(meta.chunks.len()).expect("fewer than 4G chunks")).collect();
+        by_offset.sort_by_key(|&i| meta.chunks[i as usize].offset);
         Self {
             digest,
             slot,
@@ -79,6 +84,7 @@ impl AttachedLayer {
             source,
             children,
             nlink,
+            by_offset,
         }
     }
 
@@ -147,6 +153,22 @@ impl AttachedLayer {
     }
 }
 
+impl AttachedLayer {
+    /// The chunks stored after `chunk` in the blob, up to `budget` stored
+    /// bytes past its end: the files next to it in the layer's tar order.
+    pub fn chunks_after(&self, chunk: &ChunkRecord, budget: u64) -> Vec<ChunkRecord> {
+        let chunks = &self.meta.chunks;
+        let start = self
+            .by_offset
+            .partition_point(|&i| chunks[i as usize].offset < chunk.end());
+        self.by_offset[start..]
+            .iter()
+            .map(|&i| chunks[i as usize])
+            .take_while(|c| c.end() - chunk.end() <= budget)
+            .collect()
+    }
+}
+
 /// The chunks covering a byte range of a file.
 #[derive(Debug, Default)]
 pub struct FileSpan {
@@ -170,4 +192,54 @@ fn index_of(meta: &LayerMeta, path: &[u8]) -> Option<u32> {
         .binary_search_by(|e| e.path.as_slice().cmp(path))
         .ok()
         .and_then(|i| u32::try_from(i).ok())
+}
+
+/// A chunk source for tests that read no chunks.
+#[cfg(test)]
+pub(crate) struct NoSource;
+
+#[cfg(test)]
+impl ChunkSource for NoSource {
+    fn read_range(
+        &self,
+        _range: std::ops::Range<u64>,
+    ) -> futures_util::future::BoxFuture<'_, Result<Vec<u8>, lazy_cache::SourceError>> {
+        Box::pin(async { Err(lazy_cache::SourceError("no source in this test".into())) })
+    }
+
+    fn blob_name(&self) -> &str {
+        "none"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lazy_format::{ChunkDigest, Compression};
+
+    #[test]
+    fn chunks_after_follow_blob_order_within_the_budget() {
+        // Chunk table order differs from blob order: 0 lies after 1 and 2.
+        let record = |n: u8, offset: u64| ChunkRecord {
+            digest: ChunkDigest([n; 32]),
+            offset,
+            stored_len: 100,
+            size: 100,
+            compression: Compression::Zstd,
+        };
+        let meta = LayerMeta {
+            entries: Vec::new(),
+            chunks: vec![record(0, 300), record(1, 0), record(2, 100), record(3, 200)],
+        };
+        let layer = AttachedLayer::new("sha256:x".into(), 1, meta, 400, Arc::new(NoSource));
+        let digests = |c: Vec<ChunkRecord>| c.iter().map(|r| r.digest.0[0]).collect::<Vec<_>>();
+        let first = record(1, 0);
+        assert_eq!(digests(layer.chunks_after(&first, 1000)), [2, 3, 0]);
+        assert_eq!(digests(layer.chunks_after(&first, 200)), [2, 3]);
+        assert_eq!(digests(layer.chunks_after(&first, 99)), Vec::<u8>::new());
+        assert_eq!(
+            digests(layer.chunks_after(&record(0, 300), 1000)),
+            Vec::<u8>::new()
+        );
+    }
 }

@@ -34,18 +34,20 @@ impl LazyFuse {
         {
             return answer(&planned, result, reply);
         }
+        let around = read_around(&self.cache, &planned);
         let (cache, span) = (
             self.cache.clone(),
-            tracing::debug_span!("read", ino, offset, size),
+            tracing::debug_span!("read", ino, offset, size, around = around.len()),
         );
         self.runtime.spawn(
             async move {
                 let result = cache
-                    .read(
+                    .read_around(
                         &planned.layer.source,
                         &planned.records,
                         planned.skip,
                         planned.len,
+                        &around,
                     )
                     .await;
                 answer(&planned, result, reply);
@@ -123,6 +125,17 @@ fn plan_read(
         layer,
         index,
     }))
+}
+
+/// The chunks a read that misses fetches along: those after its last
+/// chunk in the blob, within the cache's read-around budget, that nobody
+/// has or fetches yet.
+fn read_around(cache: &ChunkCache, read: &PlannedRead) -> Vec<ChunkRecord> {
+    let budget = cache.read_around_bytes();
+    match read.records.last() {
+        Some(last) if budget > 0 => cache.absent(&read.layer.chunks_after(last, budget)),
+        _ => Vec::new(),
+    }
 }
 
 /// Replies to a read with its bytes, or EIO and a log line naming the file.

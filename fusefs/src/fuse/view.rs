@@ -296,21 +296,8 @@ fn dev_number(major: u32, minor: u32) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lazy_cache::{ChunkSource, SourceError};
+    use crate::fuse::layer::NoSource;
     use lazy_format::LayerMeta;
-
-    struct NoSource;
-    impl ChunkSource for NoSource {
-        fn read_range(
-            &self,
-            _range: std::ops::Range<u64>,
-        ) -> futures_util::future::BoxFuture<'_, Result<Vec<u8>, SourceError>> {
-            unreachable!("listings read no chunks")
-        }
-        fn blob_name(&self) -> &str {
-            "none"
-        }
-    }
 
     fn entry(path: &[u8], kind: EntryKind) -> Entry {
         Entry {

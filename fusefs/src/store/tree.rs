@@ -258,24 +258,8 @@ pub fn attr_of(ino: u64, node: &Node) -> FileAttr {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use futures_util::future::BoxFuture;
-    use lazy_cache::{ChunkSource, SourceError};
+    use crate::fuse::layer::NoSource;
     use lazy_format::LayerMeta;
-
-    struct NoSource;
-
-    impl ChunkSource for NoSource {
-        fn read_range(
-            &self,
-            _range: std::ops::Range<u64>,
-        ) -> BoxFuture<'_, Result<Vec<u8>, SourceError>> {
-            Box::pin(async { Err(SourceError("no source in this test".into())) })
-        }
-
-        fn blob_name(&self) -> &str {
-            "none"
-        }
-    }
 
     const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
