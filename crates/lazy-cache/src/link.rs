@@ -14,17 +14,17 @@ pub enum ReadAround {
     Off,
     /// This many stored bytes.
     Bytes(u64),
-    /// The link's bandwidth × round trip, within [`AUTO_MIN`]..[`AUTO_MAX`]
-    /// ([`AUTO_FIRST`] until requests have measured it).
+    /// The link's bandwidth × round trip, within 128 KiB..4 MiB (512 KiB
+    /// until requests have measured it).
     Auto,
 }
 
 /// Least read-around in `Auto` mode.
-pub const AUTO_MIN: u64 = 128 << 10;
+pub(crate) const AUTO_MIN: u64 = 128 << 10;
 /// Most read-around in `Auto` mode.
-pub const AUTO_MAX: u64 = 4 << 20;
+pub(crate) const AUTO_MAX: u64 = 4 << 20;
 /// Read-around in `Auto` mode before the link is measured.
-pub const AUTO_FIRST: u64 = 512 << 10;
+pub(crate) const AUTO_FIRST: u64 = 512 << 10;
 
 /// Responses this big measure bandwidth; smaller ones are mostly latency.
 const BANDWIDTH_SAMPLE_BYTES: u64 = 128 << 10;
