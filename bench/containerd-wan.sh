@@ -112,18 +112,7 @@ chmod +x "$WORK/lazy-start" "$WORK/plain-start"
 start_tsv
 log "work dir $WORK; binaries $BIN ($("$BIN/lazyctl" --version)); $(containerd --version)"
 wan_up 1gbit 0ms
-log "pushing the original image and converting it"
-in_cli skopeo copy -q --dest-tls-verify=false "oci:$IMAGE_OCI:latest" "docker://$REG/r-base:orig" >&2
-in_cli "$BIN/lazyctl" convert "oci:$IMAGE_OCI:latest" "$REG/r-base:lazy" --insecure "$REG" \
-  >"$WORK/convert.log" 2>&1 || { cat "$WORK/convert.log" >&2; exit 1; }
-# The prefetch record, on an empty cache and a dropped page cache.
-start_daemon rec; drop_caches
-in_cli "$BIN/lazyctl" record --config "$WORK/rec.toml" --insecure "$REG" "$REG/r-base:lazy" -- Rscript -e 'sessionInfo()' \
-  >"$WORK/record.log" 2>&1 || { tail -20 "$WORK/record.log" >&2; exit 1; }
-stop_daemon
-log "$(grep -h '^converted' "$WORK/convert.log"); $(grep -h '^recorded' "$WORK/record.log")"
-COMPRESSED=$(jq -r '.manifests[0].digest' "$IMAGE_OCI/index.json" | cut -d: -f2)
-COMPRESSED=$(jq '[.layers[].size] | add' "$IMAGE_OCI/blobs/sha256/$COMPRESSED")
+push_convert_record
 
 lazy_cold() {   # PROFILE RUN PREFETCH
   start_daemon "$3"; start_containerd "$3"; drop_caches
@@ -137,20 +126,7 @@ plain_cold() {   # PROFILE RUN
 }
 
 declare -A LOAD_BEFORE LOAD_AFTER PING
-for prof in $PROFILES; do
-  rate=${prof%%:*} rtt=${prof#*:}; P="$rate/$rtt"
-  stop_containerd
-  wan_up "$rate" "$rtt"
-  PING[$P]=$(in_cli ping -q -c 10 -i 0.2 10.77.1.2 | awk -F' = ' '/rtt/ {print $2}')
-  LOAD_BEFORE[$P]=$(loadavg)
-  log "profile $P (ping min/avg/max/mdev ${PING[$P]}), load ${LOAD_BEFORE[$P]}"
-  for run in $(seq "$RUNS"); do
-    lazy_cold "$P" "$run" none
-    lazy_cold "$P" "$run" rec
-    plain_cold "$P" "$run"
-  done
-  LOAD_AFTER[$P]=$(loadavg)
-done
+run_lazy_and_plain
 
 {
   meta_profiles_and_load
@@ -174,12 +150,6 @@ OUT=$RESULTS/containerd-wan-$(date -u +%Y%m%d-%H%M).md
   echo "$(containerd --version | cut -d' ' -f3) with runc $(runc --version | head -1 | cut -d' ' -f3); registry: Debian docker-registry behind bench/wan."
   echo "Runs: $RUNS per cell, interleaved; cold = fresh containerd, snapshotter and lazyfsd (started before the timer), empty caches, page cache dropped."
   echo "Times are from the start of the pull to the container's first output line / its exit."
-  echo "Binaries: $BIN ($("$BIN/lazyctl" --version)); machine: $(nproc) cores, $(uname -r)."
-  for prof in $PROFILES; do P="${prof%%:*}/${prof#*:}"; echo "Ping over $P: min/avg/max/mdev ${PING[$P]:-?}."; done
-  echo
-  python3 "$HELPER" report "$TSV" "$WORK/meta.json"
-  report_rows_and_failures
+  report_tables
 } >"$OUT"
-cp "$TSV" "${OUT%.md}.tsv"
-cat "$OUT"
-log "results: $OUT"
+report_saved "$OUT"

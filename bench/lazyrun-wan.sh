@@ -140,11 +140,7 @@ lazy_warm() {   # PROFILE CONFIG RUN PREFETCH (daemon running, cache warm)
 
 declare -A LOAD_BEFORE LOAD_AFTER PING
 for prof in $PROFILES; do
-  rate=${prof%%:*} rtt=${prof#*:}; P="$rate/$rtt"
-  wan_up "$rate" "$rtt"
-  PING[$P]=$(in_cli ping -q -c 10 -i 0.2 10.77.1.2 | awk -F' = ' '/rtt/ {print $2}')
-  LOAD_BEFORE[$P]=$(loadavg)
-  log "profile $P (ping min/avg/max/mdev ${PING[$P]}), load ${LOAD_BEFORE[$P]}"
+  profile_up "$prof"
   # every configuration once per run, interleaved, so that load drifts hit all alike
   for run in $(seq "$RUNS"); do
     lazy_cold "$P" lazy-rec "$run" ra128k lazy record
@@ -243,6 +239,4 @@ OUT=$RESULTS/lazyrun-wan-$(date -u +%Y%m%d-%H%M).md
   echo "lazyfsd/lazyrun stderr: $(grep -c ' ERROR ' "$WORK/lazyfsd.plain.log" || true) ERROR and $(grep -c ' WARN ' "$WORK/lazyfsd.plain.log" || true) WARN lines; most frequent (timestamps cut):"
   grep -E ' (ERROR|WARN) ' "$WORK/lazyfsd.plain.log" | cut -d' ' -f2- | cut -c1-200 | sort | uniq -c | sort -rn | head -10 | sed 's/^/    /' || true
 } >"$OUT"
-cp "$TSV" "${OUT%.md}.tsv"
-cat "$OUT"
-log "results: $OUT"
+report_saved "$OUT"

@@ -149,3 +149,65 @@ report_rows_and_failures() {   # the report's per-run rows, then its failures, i
   echo '```'
   if [ -s "$WORK/failures.md" ]; then echo; echo "## Failures"; echo; cat "$WORK/failures.md"; fi
 }
+
+# For the one-image benchmarks (containerd-wan, podman-wan): the original
+# image as r-base:orig, the lazy one as r-base:lazy with the prefetch record
+# of `Rscript -e 'sessionInfo()'` (taken with the "rec" config on an empty
+# cache and a dropped page cache); sets COMPRESSED (the original's layer bytes).
+push_convert_record() {
+  log "pushing the original image and converting it"
+  in_cli skopeo copy -q --dest-tls-verify=false "oci:$IMAGE_OCI:latest" "docker://$REG/r-base:orig" >&2
+  in_cli "$BIN/lazyctl" convert "oci:$IMAGE_OCI:latest" "$REG/r-base:lazy" --insecure "$REG" \
+    >"$WORK/convert.log" 2>&1 || { cat "$WORK/convert.log" >&2; exit 1; }
+  start_daemon rec; drop_caches
+  in_cli "$BIN/lazyctl" record --config "$WORK/rec.toml" --insecure "$REG" "$REG/r-base:lazy" -- Rscript -e 'sessionInfo()' \
+    >"$WORK/record.log" 2>&1 || { tail -20 "$WORK/record.log" >&2; exit 1; }
+  stop_daemon
+  log "$(grep -h '^converted' "$WORK/convert.log"); $(grep -h '^recorded' "$WORK/record.log")"
+  COMPRESSED=$(jq -r '.manifests[0].digest' "$IMAGE_OCI/index.json" | cut -d: -f2)
+  COMPRESSED=$(jq '[.layers[].size] | add' "$IMAGE_OCI/blobs/sha256/$COMPRESSED")
+}
+
+# One link profile (RATE:RTT): the link up, its ping and the load noted in
+# the caller's PING and LOAD_BEFORE (declare -A); sets P (RATE/RTT).
+profile_up() {
+  local rate=${1%%:*} rtt=${1#*:}
+  P="$rate/$rtt"
+  wan_up "$rate" "$rtt"
+  PING[$P]=$(in_cli ping -q -c 10 -i 0.2 10.77.1.2 | awk -F' = ' '/rtt/ {print $2}')
+  LOAD_BEFORE[$P]=$(loadavg)
+  log "profile $P (ping min/avg/max/mdev ${PING[$P]}), load ${LOAD_BEFORE[$P]}"
+}
+
+# The rest of a one-image benchmark's report, after its own header lines:
+# binaries, pings, the tables (from meta.json), per-run rows, failures.
+report_tables() {
+  local prof p
+  echo "Binaries: $BIN ($("$BIN/lazyctl" --version)); machine: $(nproc) cores, $(uname -r)."
+  for prof in $PROFILES; do p="${prof%%:*}/${prof#*:}"; echo "Ping over $p: min/avg/max/mdev ${PING[$p]:-?}."; done
+  echo
+  python3 "$HELPER" report "$TSV" "$WORK/meta.json"
+  report_rows_and_failures
+}
+
+report_saved() {   # REPORT.md: the TSV saved beside it, the report shown
+  cp "$TSV" "${1%.md}.tsv"
+  cat "$1"
+  log "results: $1"
+}
+
+# Per link profile, RUNS times in turn (interleaved, so that load drifts hit
+# all alike): the caller's `lazy_cold PROFILE RUN none|rec` and
+# `plain_cold PROFILE RUN`; the load after each profile in LOAD_AFTER.
+run_lazy_and_plain() {
+  local prof run
+  for prof in $PROFILES; do
+    profile_up "$prof"
+    for run in $(seq "$RUNS"); do
+      lazy_cold "$P" "$run" none
+      lazy_cold "$P" "$run" rec
+      plain_cold "$P" "$run"
+    done
+    LOAD_AFTER[$P]=$(loadavg)
+  done
+}

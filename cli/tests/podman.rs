@@ -9,38 +9,17 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use lazy_testkit::daemon::{DaemonFiles, DaemonProcess};
-use lazy_testkit::images::{base_layer, upper_layer};
-use lazy_testkit::layout::{TestCompression, write_oci_image};
+use lazy_testkit::images::push_sample_images;
 use lazy_testkit::podman::TestPodman;
+use lazy_testkit::process::{output_text as text, run_ok};
 use lazy_testkit::registry::TestRegistry;
 use lazy_testkit::require_privileges;
-use lazy_testkit::tarball::TarLayer;
 use lazy_testkit::tree::diff_trees;
 
 const OS_RELEASE: &str = "PRETTY_NAME=\"lazyfs podman test\"\nID=lazytest\n";
 
 fn bin(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_lazyctl")).with_file_name(name)
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn run_ok(program: &Path, args: &[&str]) -> String {
-    let out = Command::new(program).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{} {args:?}: {}",
-        program.display(),
-        text(&out)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A registry holding a 3-layer test image (whiteouts, an opaque dir) as
@@ -61,34 +40,10 @@ struct Node {
 impl Node {
     fn start() -> Node {
         let work = tempfile::tempdir().unwrap();
-        let src = work.path().join("src");
-        let os_release = {
-            let mut t = TarLayer::new();
-            t.dir("etc", 0o755)
-                .file(b"etc/os-release", OS_RELEASE.as_bytes(), 0o644);
-            t.finish()
-        };
-        let layers = [base_layer().unwrap(), upper_layer(), os_release];
-        write_oci_image(&src, "v1", &layers, TestCompression::Gzip).unwrap();
         let registry = TestRegistry::start().unwrap();
         let host = registry.host();
-        let lazy_image = format!("{host}/sample:lazy");
-        let plain_image = format!("{host}/sample:plain");
-        let source = format!("oci:{}:v1", src.display());
-        run_ok(
-            &bin("lazyctl"),
-            &["convert", "--insecure", &host, &source, &lazy_image],
-        );
-        run_ok(
-            Path::new("skopeo"),
-            &[
-                "copy",
-                "--quiet",
-                "--dest-tls-verify=false",
-                &source,
-                &format!("docker://{plain_image}"),
-            ],
-        );
+        let (lazy_image, plain_image) =
+            push_sample_images(work.path(), &registry, &bin("lazyctl"), OS_RELEASE).unwrap();
         let podman = TestPodman::new(&work.path().join("podman")).unwrap();
         let daemon_files =
             DaemonFiles::write(&work.path().join("lazyfsd"), &host, "prefetch = \"none\"");
@@ -134,6 +89,17 @@ impl Node {
             .unwrap()
     }
 
+    /// [`Node::pull`], which must succeed.
+    fn pull_ok(&self, image: &str) {
+        let out = self.pull(image);
+        assert!(
+            out.status.success(),
+            "{}\n{}",
+            text(&out),
+            self.daemon_log()
+        );
+    }
+
     fn daemon_log(&self) -> String {
         self.daemon
             .as_ref()
@@ -146,6 +112,26 @@ impl Node {
         self.store
             .join(base64::engine::general_purpose::STANDARD.encode(image))
     }
+}
+
+/// The layer digests of `image`'s manifest, as the registry has it.
+fn layer_digests(image: &str) -> Vec<String> {
+    let manifest = run_ok(
+        Path::new("skopeo"),
+        &[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{image}"),
+        ],
+    );
+    let manifest: serde_json::Value = serde_json::from_str(&manifest).unwrap();
+    manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 /// `stat` of `path` in a thread, so that a hang fails the test instead of
@@ -163,13 +149,7 @@ fn privileged_podman_runs_a_lazy_image_from_the_layer_store() {
     require_privileges!();
     let node = Node::start();
     let served_before = node.registry.blob_bytes_served();
-    let out = node.pull(&node.lazy_image);
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        text(&out),
-        node.daemon_log()
-    );
+    node.pull_ok(&node.lazy_image);
     let pulled = node.registry.blob_bytes_served() - served_before;
     // The lazy layers hold over 5 MiB of noise; the pull reads the config
     // and each layer's metadata only.
@@ -189,8 +169,7 @@ fn privileged_podman_runs_a_lazy_image_from_the_layer_store() {
 
     // The image as Podman mounts it is the plain image, entry by entry:
     // whiteouts hide, the opaque dir hides the lower one.
-    let out = node.pull(&node.plain_image);
-    assert!(out.status.success(), "{}", text(&out));
+    node.pull_ok(&node.plain_image);
     let lazy_root = node.podman_ok(&["image", "mount", &node.lazy_image]);
     let plain_root = node.podman_ok(&["image", "mount", &node.plain_image]);
     let differences =
@@ -239,8 +218,7 @@ fn privileged_podman_runs_a_lazy_image_from_the_layer_store() {
     // rmi, then a second pull finds the layers in the store again.
     node.podman_ok(&["image", "unmount", "--all"]);
     node.podman_ok(&["rmi", &node.lazy_image]);
-    let out = node.pull(&node.lazy_image);
-    assert!(out.status.success(), "{}", text(&out));
+    node.pull_ok(&node.lazy_image);
     let os_release = node.podman_ok(&["run", "--rm", &node.lazy_image, "cat", "/etc/os-release"]);
     assert_eq!(os_release, OS_RELEASE);
 }
@@ -295,17 +273,7 @@ fn privileged_unknown_names_in_the_layer_store_are_enoent_at_once() {
     // A plain image's layer is no lazy layer: not served, so Podman
     // downloads it as usual.
     let plain_dir = node.image_dir(&node.plain_image);
-    let manifest = run_ok(
-        Path::new("skopeo"),
-        &[
-            "inspect",
-            "--raw",
-            "--tls-verify=false",
-            &format!("docker://{}", node.plain_image),
-        ],
-    );
-    let manifest: serde_json::Value = serde_json::from_str(&manifest).unwrap();
-    let plain_layer = manifest["layers"][0]["digest"].as_str().unwrap();
+    let plain_layer = &layer_digests(&node.plain_image)[0];
     assert_eq!(
         stat_within(plain_dir.join(plain_layer), limit),
         Some(std::io::ErrorKind::NotFound)
@@ -327,22 +295,7 @@ fn privileged_unknown_names_in_the_layer_store_are_enoent_at_once() {
 fn privileged_concurrent_lookups_attach_each_layer_once() {
     require_privileges!();
     let node = Node::start();
-    let manifest = run_ok(
-        Path::new("skopeo"),
-        &[
-            "inspect",
-            "--raw",
-            "--tls-verify=false",
-            &format!("docker://{}", node.lazy_image),
-        ],
-    );
-    let manifest: serde_json::Value = serde_json::from_str(&manifest).unwrap();
-    let digests: Vec<String> = manifest["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["digest"].as_str().unwrap().to_owned())
-        .collect();
+    let digests = layer_digests(&node.lazy_image);
     assert_eq!(digests.len(), 3);
     // Eight lookers at once, each asking for every layer (in another
     // order), as parallel pulls of one image do.
@@ -416,13 +369,7 @@ fn privileged_a_pull_with_lazyfsd_down_fails_and_leaves_nothing() {
         let images = node.podman_ok(&["images", "--quiet"]);
         assert!(images.trim().is_empty(), "{how}: images left: {images}");
     }
-    let out = node.pull(&node.lazy_image);
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        text(&out),
-        node.daemon_log()
-    );
+    node.pull_ok(&node.lazy_image);
     let os_release = node.podman_ok(&["run", "--rm", &node.lazy_image, "cat", "/etc/os-release"]);
     assert_eq!(os_release, OS_RELEASE);
 }

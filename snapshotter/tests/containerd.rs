@@ -3,7 +3,7 @@
 //! the same snapshotter, snapshots as `ctr` sees them, restarts and faults.
 //! Every process is the real one, started here under a temp dir.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::Duration;
 
@@ -11,36 +11,15 @@ use lazy_control::ControlClient;
 use lazy_snapshotter::store::SnapshotStore;
 use lazy_testkit::containerd::{SnapshotterProcess, TestContainerd};
 use lazy_testkit::daemon::{DaemonFiles, DaemonProcess};
-use lazy_testkit::images::{base_layer, upper_layer};
-use lazy_testkit::layout::{TestCompression, write_oci_image};
+use lazy_testkit::images::push_sample_images;
+use lazy_testkit::process::output_text as text;
 use lazy_testkit::registry::TestRegistry;
 use lazy_testkit::require_privileges;
-use lazy_testkit::tarball::TarLayer;
 
 const OS_RELEASE: &str = "PRETTY_NAME=\"lazyfs test image\"\nID=lazytest\n";
 
 fn bin(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_containerd-lazy-grpc")).with_file_name(name)
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn run_ok(program: &Path, args: &[&str]) -> String {
-    let out = Command::new(program).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{} {args:?}: {}",
-        program.display(),
-        text(&out)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Everything one test needs: a registry with the test image as a plain
@@ -61,34 +40,10 @@ struct Node {
 impl Node {
     fn start(namespace: &str) -> Node {
         let work = tempfile::tempdir().unwrap();
-        let src = work.path().join("src");
-        let os_release = {
-            let mut t = TarLayer::new();
-            t.dir("etc", 0o755)
-                .file(b"etc/os-release", OS_RELEASE.as_bytes(), 0o644);
-            t.finish()
-        };
-        let layers = [base_layer().unwrap(), upper_layer(), os_release];
-        write_oci_image(&src, "v1", &layers, TestCompression::Gzip).unwrap();
         let registry = TestRegistry::start().unwrap();
         let host = registry.host();
-        let lazy_image = format!("{host}/sample:lazy");
-        let plain_image = format!("{host}/sample:plain");
-        let source = format!("oci:{}:v1", src.display());
-        run_ok(
-            &bin("lazyctl"),
-            &["convert", "--insecure", &host, &source, &lazy_image],
-        );
-        run_ok(
-            Path::new("skopeo"),
-            &[
-                "copy",
-                "--quiet",
-                "--dest-tls-verify=false",
-                &source,
-                &format!("docker://{plain_image}"),
-            ],
-        );
+        let (lazy_image, plain_image) =
+            push_sample_images(work.path(), &registry, &bin("lazyctl"), OS_RELEASE).unwrap();
         let daemon_files =
             DaemonFiles::write(&work.path().join("lazyfsd"), &host, "prefetch = \"none\"");
         let daemon = DaemonProcess::start(&bin("lazyfsd"), daemon_files.clone());

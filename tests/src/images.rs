@@ -109,3 +109,39 @@ pub fn upper_layer() -> Vec<u8> {
 pub fn write_sample_image(dir: &Path, tag: &str, compression: TestCompression) -> Result<String> {
     write_oci_image(dir, tag, &[base_layer()?, upper_layer()], compression)
 }
+
+/// The sample image with a third layer holding `/etc/os-release` =
+/// `os_release`, pushed into `registry` twice: converted by `lazyctl` as
+/// `sample:lazy`, copied by skopeo as `sample:plain`. Built under `work`.
+/// Returns the two references, lazy first.
+pub fn push_sample_images(
+    work: &Path,
+    registry: &crate::registry::TestRegistry,
+    lazyctl: &Path,
+    os_release: &str,
+) -> Result<(String, String)> {
+    let src = work.join("src");
+    let release = {
+        let mut t = TarLayer::new();
+        t.dir("etc", 0o755)
+            .file(b"etc/os-release", os_release.as_bytes(), 0o644);
+        t.finish()
+    };
+    let layers = [base_layer()?, upper_layer(), release];
+    write_oci_image(&src, "v1", &layers, TestCompression::Gzip)?;
+    let host = registry.host();
+    let lazy = format!("{host}/sample:lazy");
+    let plain = format!("{host}/sample:plain");
+    let source = format!("oci:{}:v1", src.display());
+    crate::process::run_ok(lazyctl, &["convert", "--insecure", &host, &source, &lazy]);
+    let plain_dest = format!("docker://{plain}");
+    let copy = [
+        "copy",
+        "--quiet",
+        "--dest-tls-verify=false",
+        &source,
+        &plain_dest,
+    ];
+    crate::process::run_ok(Path::new("skopeo"), &copy);
+    Ok((lazy, plain))
+}

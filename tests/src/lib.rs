@@ -7,6 +7,7 @@ pub mod daemon;
 pub mod images;
 pub mod layout;
 pub mod podman;
+pub mod process;
 pub mod registry;
 pub mod tarball;
 pub mod tree;
