@@ -2,10 +2,14 @@
 """Helpers of bench/lazyrun-wan.sh.
 
   lazyrun-wan.py time OUT.json -- CMD...   run CMD; write seconds to its first stdout
-                                           line and to its exit, exit code, first line
+                                           line and to its exit, exit code, first line;
+                                           ok if it exits 0 and the first line matches
+                                           the regex $EXPECT_FIRST (default: R's banner)
   lazyrun-wan.py report RESULTS.tsv META.json   print the markdown tables
 """
 import json
+import os
+import re
 import statistics
 import subprocess
 import sys
@@ -22,7 +26,7 @@ def cmd_time(out, cmd):
     rc = proc.wait()
     t2 = time.monotonic()
     first = first.decode(errors="replace").rstrip("\n")
-    ok = rc == 0 and first.startswith("R version")
+    ok = rc == 0 and re.match(os.environ.get("EXPECT_FIRST", "R version"), first) is not None
     with open(out, "w") as f:
         json.dump({"first": round(t1 - t0, 3), "total": round(t2 - t0, 3), "rc": rc, "ok": ok,
                    "first_line": first,
@@ -75,7 +79,7 @@ def cmd_report(tsv, meta_path):
         return sum(1 for r in rows if r["profile"] == profile and r["config"] == config and r["ok"] != "1")
 
     print("Cells: median (min–max) over the runs. *first line* = seconds from starting the command "
-          "to the first line of `sessionInfo()` output; *total* = to the exit. *fetched* = compressed "
+          "to the first line of the command's output; *total* = to the exit. *fetched* = compressed "
           "bytes lazyfsd fetched (`lazyctl cache stats`: fetched_bytes), *requests* = its range "
           "requests; *registry 206* = partial-content GETs in the registry's access log; "
           "*wire* = bytes through the emulated link towards the client (tbf counter, IP+Ethernet "
@@ -120,8 +124,13 @@ def cmd_report(tsv, meta_path):
                           f"{fmt_mb(series(p, c, 'fetched_bytes'))} | {fmt_n(series(p, c, 'requests'))} | "
                           f"{failures(p, c)} |")
                 else:
-                    if first and base:
-                        ratio = f"{base / statistics.median(first):.1f}×"
+                    # A row may name its own baseline (several images in one report).
+                    row_base = base
+                    if c in meta.get("baselines", {}):
+                        s = series(p, meta["baselines"][c], "first")
+                        row_base = statistics.median(s) if s else None
+                    if first and row_base:
+                        ratio = f"{row_base / statistics.median(first):.1f}×"
                     print(f"| {labels[c]} | {fmt_s(first)} | {fmt_s(series(p, c, 'total'))} | {ratio} | "
                           f"{fmt_mb(series(p, c, 'fetched_bytes'))} | {fmt_n(series(p, c, 'requests'))} | "
                           f"{fmt_n(series(p, c, 'reg206'))} | {fmt_mb(series(p, c, 'wire_bytes'))} | "

@@ -15,6 +15,8 @@ LAZYFS_DEMO_CACHE=${LAZYFS_DEMO_CACHE:-/var/cache/lazyfs}
 # The packages of the r-base-like benchmark image, as Docker Hub's r-base
 # Dockerfile installs them.
 RBASE_PACKAGES=(r-base-core r-base-dev r-recommended littler ed less locales vim-tiny wget ca-certificates)
+# A Python image with the scientific stack's big shared libraries.
+PYTHON_PACKAGES=(python3 python3-numpy python3-scipy ca-certificates)
 
 # run_logged LOG CMD...: runs CMD with its output in LOG; when it fails,
 # prints the tail of LOG (so the error is on the screen, not only in a file).
@@ -77,14 +79,20 @@ build_debian_image() {
   rm -rf "$bundle"
 }
 
-# rbase_image: prints the OCI layout of the r-base-like benchmark image
-# (tag latest), building it into the cache when it is not there.
-rbase_image() {
-  local layout=$LAZYFS_DEMO_CACHE/rbase-oci
+# cached_image NAME PACKAGES...: prints the OCI layout (tag latest) of the
+# Debian image with PACKAGES, $LAZYFS_DEMO_CACHE/NAME-oci, building it there
+# when it is not.
+cached_image() {
+  local layout=$LAZYFS_DEMO_CACHE/$1-oci
+  shift
   if [ ! -f "$layout/index.json" ]; then
     # Built aside and renamed, so a failed build never looks like a cached one.
-    build_debian_image "$layout.partial" latest "${RBASE_PACKAGES[@]}" >&2 || return 1
+    build_debian_image "$layout.partial" latest "$@" >&2 || return 1
     mv "$layout.partial" "$layout"
   fi
   echo "$layout"
 }
+
+# The r-base-like benchmark image, and a Python one (bench/coldstart-wan.sh).
+rbase_image() { cached_image rbase "${RBASE_PACKAGES[@]}"; }
+python_image() { cached_image python "${PYTHON_PACKAGES[@]}"; }
