@@ -76,16 +76,7 @@ trap cleanup_wan_run EXIT
 trap 'exit 130' INT TERM
 write_config rec 128K record "${LZB_READ_AROUND:-}"
 
-# chroot runner for the full pulls: private mount and PID namespaces, /dev
-# and /proc, PATH only; the command as sh -c.
-cat >"$WORK/chroot-run" <<'SH'
-#!/bin/sh
-exec unshare --mount --pid --fork --propagation private sh -c '
-  mount --rbind /dev "$1/dev" && mount -t proc proc "$1/proc" &&
-  exec chroot "$1" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
-    sh -c "$2"' sh "$1" "$2"
-SH
-chmod +x "$WORK/chroot-run"
+write_chroot_run
 
 manifest_of() {   # REPO TAG: the manifest's digest
   in_cli curl -fsSI -H 'Accept: application/vnd.oci.image.manifest.v1+json' "http://$REG/v2/$1/manifests/$2" |
@@ -169,28 +160,16 @@ done
 
 {
   meta_profiles_and_load
-  echo '"order": ['
-  first=1
+  order=() groups=() baselines=()
   for w in "${WORKLOADS[@]}"; do
     for c in none other own pull; do
-      [ $first = 1 ] || echo ','; first=0; echo "\"$w-$c\""
+      order+=("\"$w-$c\"")
+      groups+=("\"$w-$c\": \"cold\"")
+      baselines+=("\"$w-$c\": \"${PULL_WORKLOAD[${REPO[$w]}]}-pull\"")
     done
   done
-  echo '], "groups": {'
-  first=1
-  for w in "${WORKLOADS[@]}"; do
-    for c in none other own pull; do
-      [ $first = 1 ] || echo ','; first=0; echo "\"$w-$c\": \"cold\""
-    done
-  done
-  echo '}, "baselines": {'
-  first=1
-  for w in "${WORKLOADS[@]}"; do
-    for c in none other own pull; do
-      [ $first = 1 ] || echo ','; first=0; echo "\"$w-$c\": \"${PULL_WORKLOAD[${REPO[$w]}]}-pull\""
-    done
-  done
-  echo '}, "baseline_label": "full pull of the image + its first workload", "labels": {'
+  (IFS=,; echo "\"order\": [${order[*]}], \"groups\": {${groups[*]}}, \"baselines\": {${baselines[*]}},")
+  echo '"baseline_label": "full pull of the image + its first workload", "labels": {'
   first=1
   for w in "${WORKLOADS[@]}"; do
     [ $first = 1 ] || echo ','; first=0

@@ -66,16 +66,7 @@ write_config ra128k 128K; write_config ra512k 512K; write_config ra1m 1M
 write_config around-auto 128K record auto; write_config around1m 128K record 1M
 
 
-# chroot runner for the full-pull and local-overlay sides: private mount and
-# PID namespaces, /dev and /proc, the image's environment (PATH only).
-cat >"$WORK/chroot-run" <<'SH'
-#!/bin/sh
-exec unshare --mount --pid --fork --propagation private sh -c '
-  mount --rbind /dev "$1/dev" && mount -t proc proc "$1/proc" &&
-  exec chroot "$1" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
-    Rscript -e "sessionInfo()"' sh "$1"
-SH
-chmod +x "$WORK/chroot-run"
+write_chroot_run
 
 start_tsv
 # --- setup, on a fast link (1 Gbit, no delay) -------------------------------

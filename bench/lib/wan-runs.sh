@@ -211,3 +211,17 @@ run_lazy_and_plain() {
     LOAD_AFTER[$P]=$(loadavg)
   done
 }
+
+# $WORK/chroot-run ROOT [COMMAND]: the runner of the full-pull and local
+# sides: COMMAND (sh -c; default R's sessionInfo()) chrooted into ROOT, in
+# private mount and PID namespaces, with /dev and /proc, PATH only.
+write_chroot_run() {
+  cat >"$WORK/chroot-run" <<'SH'
+#!/bin/sh
+exec unshare --mount --pid --fork --propagation private sh -c '
+  mount --rbind /dev "$1/dev" && mount -t proc proc "$1/proc" &&
+  exec chroot "$1" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
+    sh -c "$2"' sh "$1" "${2:-Rscript -e 'sessionInfo()'}"
+SH
+  chmod +x "$WORK/chroot-run"
+}
