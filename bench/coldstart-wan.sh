@@ -17,8 +17,10 @@
 #   bench/coldstart-wan.sh [RUNS]     default 3; results in bench/results/coldstart-wan-<date>.md
 #
 # Environment: LZB_PROFILES="100mbit:20ms 1gbit:10ms", LZB_WORKLOADS (names,
-# default all), LZB_PULLS=1 (0: no full pulls), LZB_READ_AROUND (lazyfsd's
-# read_around; default lazyfsd's), LZB_KEEP=1 (keep the work dir),
+# default all), LZB_CONDITIONS="none other own" (which of (a) (b) (c) to run),
+# LZB_PULLS=1 (0: no full pulls), LZB_READ_AROUND (lazyfsd's read_around;
+# default lazyfsd's), LZB_CONFIG (more lazyfsd config lines, e.g.
+# "prefetch_nearby = false"), LZB_KEEP=1 (keep the work dir),
 # LAZYFS_BIN (binaries; default: target/release, built).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -53,6 +55,8 @@ declare -A OTHER=([r-session]=cc [r-pkgs]=r-session [cc]=r-session [shell]=r-ses
 declare -A LABEL=([r-session]="R sessionInfo()" [r-pkgs]="R, library(Matrix, MASS, survival)"
   [cc]="gcc -O2 of hello.c, then run it" [shell]="perl, find, sed" [py-scipy]="python3: import numpy, scipy.stats")
 WORKLOADS=(${LZB_WORKLOADS:-r-session r-pkgs cc shell py-scipy})
+CONDITIONS=(${LZB_CONDITIONS:-none other own})
+for c in "${CONDITIONS[@]}"; do [[ $c =~ ^(none|other|own)$ ]] || { echo "unknown condition $c" >&2; exit 2; }; done
 for w in "${WORKLOADS[@]}"; do [ -n "${OTHER[$w]:-}" ] || { echo "unknown workload $w" >&2; exit 2; }; done
 # The first workload of each image runs after its full pull.
 declare -A PULL_WORKLOAD=([r-base]=r-session [python]=py-scipy)
@@ -75,6 +79,10 @@ REG_PID= DAEMON_PID=
 trap cleanup_wan_run EXIT
 trap 'exit 130' INT TERM
 write_config rec 128K record "${LZB_READ_AROUND:-}"
+if [ -n "${LZB_CONFIG:-}" ]; then   # top-level keys: before the [registry] table
+  printf '%s\n' "$LZB_CONFIG" | cat - "$WORK/rec.toml" >"$WORK/rec.toml.new"
+  mv "$WORK/rec.toml.new" "$WORK/rec.toml"
+fi
 
 write_chroot_run
 
@@ -107,7 +115,9 @@ done
 # Every workload's record (and each one's "other" record), taken on an empty
 # cache and a dropped page cache, kept as tag rec-<workload>.
 declare -A NEEDED=()
-for w in "${WORKLOADS[@]}"; do NEEDED[$w]=1; NEEDED[${OTHER[$w]}]=1; done
+if [[ " ${CONDITIONS[*]} " == *" o"* ]]; then   # other or own: records needed
+  for w in "${WORKLOADS[@]}"; do NEEDED[$w]=1; NEEDED[${OTHER[$w]}]=1; done
+fi
 for w in "${!NEEDED[@]}"; do
   repo=${REPO[$w]}
   start_daemon rec; drop_caches
@@ -147,7 +157,7 @@ for prof in $PROFILES; do
   profile_up "$prof"
   for run in $(seq "$RUNS"); do
     for w in "${WORKLOADS[@]}"; do
-      for c in none other own; do lazy_cold "$P" "$run" "$w" "$c"; done
+      for c in "${CONDITIONS[@]}"; do lazy_cold "$P" "$run" "$w" "$c"; done
     done
     if [ "$PULLS" = 1 ]; then
       for repo in r-base python; do
@@ -162,7 +172,7 @@ done
   meta_profiles_and_load
   order=() groups=() baselines=()
   for w in "${WORKLOADS[@]}"; do
-    for c in none other own pull; do
+    for c in "${CONDITIONS[@]}" pull; do
       order+=("\"$w-$c\"")
       groups+=("\"$w-$c\": \"cold\"")
       baselines+=("\"$w-$c\": \"${PULL_WORKLOAD[${REPO[$w]}]}-pull\"")
@@ -189,7 +199,7 @@ OUT=$RESULTS/coldstart-wan-$(date -u +%Y%m%d-%H%M).md
   echo "record (\`--prefetch none\`), (b) with another command's record as the image's prefetch record, (c) with its own."
   echo "The full pull (skopeo copy + umoci raw unpack + chroot) runs the first workload of each image; the ratio"
   echo "column compares every row of an image with it. Runs: $RUNS per cell, interleaved."
-  echo "lazyfsd: read_around = ${LZB_READ_AROUND:-default (off)}."
+  echo "lazyfsd: read_around = ${LZB_READ_AROUND:-default (off)}${LZB_CONFIG:+; also: $(echo $LZB_CONFIG)}."
   for w in "${WORKLOADS[@]}"; do echo "- \`$w\` (${REPO[$w]}): \`${RUN_CMD[$w]}\`"; done
   for repo in r-base python; do echo "- $repo: $(grep -h '^converted' "$WORK/convert-$repo.log")"; done
   report_tables

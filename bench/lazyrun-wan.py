@@ -56,6 +56,12 @@ def fmt_n(xs):
     return f"{statistics.median(xs):.0f} ({min(xs):.0f}–{max(xs):.0f})"
 
 
+def fmt_ms(xs):
+    if not xs:
+        return "—"
+    return f"{statistics.median(xs):.1f} ({min(xs):.1f}–{max(xs):.1f})"
+
+
 def cmd_report(tsv, meta_path):
     meta = json.load(open(meta_path))
     rows = []
@@ -83,7 +89,8 @@ def cmd_report(tsv, meta_path):
           "bytes lazyfsd fetched (`lazyctl cache stats`: fetched_bytes), *requests* = its range "
           "requests; *registry 206* = partial-content GETs in the registry's access log; "
           "*wire* = bytes through the emulated link towards the client (tbf counter, IP+Ethernet "
-          "framing included).")
+          "framing included); *ms/request* = the mean time of one range request on lazyfsd's side "
+          "(sent to verified bytes), to set beside the profile's ping RTT.")
     print()
     for group, title in (("cold", "Cold start (empty lazyfsd cache, page cache dropped)"),
                          ("variant", "Variants (cold, like above)"),
@@ -111,8 +118,8 @@ def cmd_report(tsv, meta_path):
                 print("|---|---|---|---|---|---|---|")
             else:
                 print(f"| what | first line s | total s | {meta.get('baseline_label', 'full pull (skopeo)')} / this "
-                      "| fetched MB | requests | registry 206 | wire MB | failed runs |")
-                print("|---|---|---|---|---|---|---|---|---|")
+                      "| fetched MB | requests | ms/request | registry 206 | wire MB | failed runs |")
+                print("|---|---|---|---|---|---|---|---|---|---|")
             for c in present:
                 first = series(p, c, "first")
                 ratio = "—"
@@ -133,7 +140,7 @@ def cmd_report(tsv, meta_path):
                         ratio = f"{row_base / statistics.median(first):.1f}×"
                     print(f"| {labels[c]} | {fmt_s(first)} | {fmt_s(series(p, c, 'total'))} | {ratio} | "
                           f"{fmt_mb(series(p, c, 'fetched_bytes'))} | {fmt_n(series(p, c, 'requests'))} | "
-                          f"{fmt_n(series(p, c, 'reg206'))} | {fmt_mb(series(p, c, 'wire_bytes'))} | "
+                          f"{fmt_ms(series(p, c, 'req_ms'))} | {fmt_n(series(p, c, 'reg206'))} | {fmt_mb(series(p, c, 'wire_bytes'))} | "
                           f"{failures(p, c)} |")
             print()
     return 0

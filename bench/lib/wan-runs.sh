@@ -102,11 +102,11 @@ stats() { "$BIN/lazyctl" cache stats --json --socket "$WORK/lazyfsd.sock"; }
 # measure PROFILE CONFIG RUN -- CMD...
 start_tsv() {   # the results table, header only
   TSV=$WORK/results.tsv
-  printf 'profile\tconfig\trun\tfirst\ttotal\trc\tok\tfetched_bytes\trequests\tchunks\treg206\twire_bytes\tbusy\n' >"$TSV"
+  printf 'profile\tconfig\trun\tfirst\ttotal\trc\tok\tfetched_bytes\trequests\tchunks\treg206\twire_bytes\tbusy\treq_ms\n' >"$TSV"
 }
 measure() {
   local profile=$1 config=$2 run=$3; shift 4
-  local s0="" s1="" w0 w1 r0 r1 c0 c1 out=$WORK/step.json fb=- rq=- ch=- busy
+  local s0="" s1="" w0 w1 r0 r1 c0 c1 out=$WORK/step.json fb=- rq=- ch=- ms=- busy
   [ -n "$DAEMON_PID" ] && s0=$(stats)
   w0=$(wire_bytes); r0=$(reg_206); c0=$(cpu_ticks)
   timeout -k 10 "$STEP_TIMEOUT" python3 "$HELPER" time "$out" -- "$@" || true
@@ -117,12 +117,15 @@ measure() {
     fb=$(( $(jq .fetched_bytes <<<"$s1") - $(jq .fetched_bytes <<<"$s0") ))
     rq=$(( $(jq .requests <<<"$s1") - $(jq .requests <<<"$s0") ))
     ch=$(( $(jq .fetched_chunks <<<"$s1") - $(jq .fetched_chunks <<<"$s0") ))
+    # Mean time of one range request (lazyfsd's side: sent to verified bytes).
+    ms=$(jq -rn --argjson a "$s0" --argjson b "$s1" \
+      'if $b.requests > $a.requests then (($b.fetch_micros // 0) - ($a.fetch_micros // 0)) / ($b.requests - $a.requests) / 1000 | . * 10 | round / 10 else "-" end')
   fi
   busy=$(awk -v a="$c0" -v b="$c1" 'BEGIN { split(a, x, " "); split(b, y, " "); db = y[1] - x[1]; di = y[2] - x[2]; printf "%.0f", (db + di) ? 100 * db / (db + di) : 0 }')
   local ok; ok=$(jq -r 'if .ok then 1 else 0 end' "$out")
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$profile" "$config" "$run" \
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$profile" "$config" "$run" \
     "$(jq -r .first "$out")" "$(jq -r .total "$out")" "$(jq -r .rc "$out")" "$ok" \
-    "$fb" "$rq" "$ch" "$((r1 - r0))" "$((w1 - w0))" "$busy" >>"$TSV"
+    "$fb" "$rq" "$ch" "$((r1 - r0))" "$((w1 - w0))" "$busy" "$ms" >>"$TSV"
   if [ "$ok" != 1 ]; then
     { echo "### $profile $config run $run: rc $(jq -r .rc "$out")"; echo '```'; echo "$*";
       jq -r '"first line: " + (.first_line // "") + "\n" + (.stderr_tail // "")' "$out"; echo '```'; } >>"$WORK/failures.md"

@@ -77,6 +77,8 @@ pub fn run(config: &DaemonConfig, ready: impl FnOnce()) -> anyhow::Result<()> {
         cache,
         runtime: runtime.handle().clone(),
         recorder: state.recorder(),
+        libraries: config.prefetch_libraries,
+        nearby: config.prefetch_nearby,
         passthrough: config.passthrough.then(BackingTable::default),
         zero_message_opendir: false,
         zero_message_open: false,

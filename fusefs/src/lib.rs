@@ -20,6 +20,7 @@
 mod control;
 mod daemon;
 mod fuse;
+mod libs;
 mod metrics_http;
 mod prefetch;
 mod recorder;

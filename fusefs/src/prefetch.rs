@@ -38,11 +38,19 @@ pub async fn prefetch_record(
         tracing::warn!("prefetch record does not match the image's layers; ignored");
         return 0;
     }
-    let fetched: Vec<usize> = stream::iter(waves(layers, record))
+    let waves = waves(layers, record);
+    let agreement = cache.watch_guess(waves.iter().flat_map(|(_, w)| w.iter().map(|c| c.digest)));
+    let fetched: Vec<usize> = stream::iter(waves)
         .map(|(layer, wanted)| {
-            let cache = cache.clone();
+            let (cache, agreement) = (cache.clone(), Arc::clone(&agreement));
             async move {
-                match cache.ensure(&layer.source, &wanted).await {
+                // A record of another command: fetch only while readers
+                // do not (see lazy_cache::Agreement).
+                let fetched = match agreement.right() {
+                    true => cache.fetch_ahead(&layer.source, &wanted).await,
+                    false => cache.fetch_when_idle(&layer.source, &wanted).await,
+                };
+                match fetched {
                     Ok(_) => wanted.len(),
                     Err(e) => {
                         tracing::warn!(layer = %layer.digest, "prefetch failed: {e}");
@@ -54,6 +62,12 @@ pub async fn prefetch_record(
         .buffered(WAVES_IN_FLIGHT)
         .collect()
         .await;
+    let (inside, outside) = agreement.counts();
+    tracing::debug!(
+        inside,
+        outside,
+        "readers' own fetches, inside and outside the record"
+    );
     fetched.into_iter().sum()
 }
 
@@ -105,7 +119,7 @@ pub async fn prefetch_all(cache: &ChunkCache, layers: &[Arc<AttachedLayer>]) {
                 .copied()
                 .collect();
             if !batch.is_empty()
-                && let Err(e) = cache.ensure(&layer.source, &batch).await
+                && let Err(e) = cache.fetch_when_idle(&layer.source, &batch).await
             {
                 tracing::warn!(layer = %layer.digest, "background prefetch stopped: {e}");
                 return;

@@ -16,6 +16,10 @@ fn base(layers: &[LayerInfo]) -> PathBuf {
     PathBuf::from(&layers[0].path)
 }
 
+/// lazyfsd without guesses (neighbours, libraries): reads fetch exactly
+/// what they need (the guesses have tests of their own, fetch_ahead.rs).
+const NO_GUESSES: &str = "prefetch_nearby = false\nprefetch_libraries = false\n";
+
 fn expected_big() -> Vec<u8> {
     noise(BIG_FILE_LEN, 42)
 }
@@ -24,7 +28,7 @@ fn expected_big() -> Vec<u8> {
 fn privileged_reading_one_file_fetches_only_its_chunks() {
     require_privileges!();
     let s = setup();
-    let daemon = Lazyfsd::start(&s.work.path().join("d"), &s.registry.host(), "");
+    let daemon = Lazyfsd::start(&s.work.path().join("d"), &s.registry.host(), NO_GUESSES);
     let layers = daemon.attach(&s.image);
     let served_before = s.registry.blob_bytes_served();
     let motd = std::fs::read(base(&layers).join("etc/motd")).unwrap();
@@ -98,7 +102,7 @@ fn privileged_second_mount_and_second_image_fetch_nothing_again() {
 fn privileged_corrupt_chunk_gives_eio_a_log_line_and_a_metric() {
     require_privileges!();
     let s = setup();
-    let daemon = Lazyfsd::start(&s.work.path().join("d"), &s.registry.host(), "");
+    let daemon = Lazyfsd::start(&s.work.path().join("d"), &s.registry.host(), NO_GUESSES);
     let layers = daemon.attach(&s.image);
     let blob_path = s.registry.blob_data_path(&layers[0].digest);
     let blob = std::fs::read(&blob_path).unwrap();

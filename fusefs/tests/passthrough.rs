@@ -35,7 +35,12 @@ fn hits_of_a_cold_page_read(daemon: &Lazyfsd, path: &Path, expected: &[u8]) -> u
 fn privileged_passthrough_reads_cached_files_without_the_daemon() {
     require_privileges!();
     let s = setup();
-    let daemon = Lazyfsd::start(&s.work.path().join("d"), &s.registry.host(), "");
+    let daemon = Lazyfsd::start(
+        &s.work.path().join("d"),
+        &s.registry.host(),
+        // No guesses: the first read fetches exactly its chunk.
+        "prefetch_nearby = false\nprefetch_libraries = false\n",
+    );
     let layers = daemon.attach(&s.image);
     let overlay = Overlay::mount(&s.work.path().join("ov"), &lowerdirs(&layers));
     let motd = overlay.merged.join("etc/motd");

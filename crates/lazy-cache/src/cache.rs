@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use lazy_format::{ChunkDigest, ChunkRecord};
 use tokio::sync::Semaphore;
 
+use crate::ahead::{Agreements, DemandGauge, Need};
 use crate::assemble::AssemblyQueue;
 use crate::fetch::Admissions;
 use crate::flight::Flights;
@@ -31,6 +32,12 @@ pub(crate) struct Inner {
     pub(crate) flights: Flights,
     pub(crate) hot: Mutex<HotSet>,
     pub(crate) fetch_slots: Semaphore,
+    /// Slots for fetching ahead of readers (a share of `fetch_slots`).
+    pub(crate) ahead_slots: Semaphore,
+    /// Fetches readers wait on, which guesses make way for.
+    pub(crate) demand: DemandGauge,
+    /// Guesses whose agreement with readers is counted.
+    pub(crate) agreements: Agreements,
     pub(crate) metrics: CacheMetrics,
     pub(crate) assembly: AssemblyQueue,
     /// Shared with the background work, which signals through it only
@@ -110,6 +117,11 @@ impl ChunkCache {
         let inner = Inner {
             hot: Mutex::new(HotSet::new(config.hot_set_bytes)),
             fetch_slots: Semaphore::new(config.max_concurrent_fetches.max(1)),
+            demand: DemandGauge::default(),
+            agreements: Agreements::default(),
+            ahead_slots: Semaphore::new(
+                (config.max_concurrent_fetches / crate::ahead::AHEAD_SHARE).max(1),
+            ),
             flights: Flights::default(),
             ledger: Mutex::new(ledger),
             store,
@@ -224,6 +236,16 @@ impl ChunkCache {
         source: &Arc<dyn ChunkSource>,
         chunks: &[ChunkRecord],
     ) -> Result<ReadGuard, CacheError> {
+        self.ensure_for(source, chunks, Need::Demand).await
+    }
+
+    /// [`ChunkCache::ensure`] for a reader or a guess.
+    pub(crate) async fn ensure_for(
+        &self,
+        source: &Arc<dyn ChunkSource>,
+        chunks: &[ChunkRecord],
+        need: Need,
+    ) -> Result<ReadGuard, CacheError> {
         let mut guard = ReadGuard::new(&self.inner);
         let mut wanted: Vec<ChunkRecord> = Vec::new();
         let mut seen = HashSet::new();
@@ -248,7 +270,10 @@ impl ChunkCache {
             if wanted.is_empty() {
                 break;
             }
-            wanted = self.inner.fetch_or_wait(source, wanted, &mut guard).await?;
+            wanted = self
+                .inner
+                .fetch_or_wait(source, wanted, &mut guard, need)
+                .await?;
         }
         match wanted.first() {
             None => Ok(guard),

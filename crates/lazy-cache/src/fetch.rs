@@ -11,6 +11,7 @@ use lazy_format::{ChunkDigest, ChunkRecord, decode_chunk};
 use tokio::sync::watch;
 use tracing::Instrument;
 
+use crate::ahead::Need;
 use crate::cache::{Inner, ReadGuard};
 use crate::flight::{Claim, FlightGuard, wait};
 use crate::plan::{coalesce, span};
@@ -61,6 +62,7 @@ impl Inner {
         source: &Arc<dyn ChunkSource>,
         wanted: Vec<ChunkRecord>,
         guard: &mut ReadGuard,
+        need: Need,
     ) -> Result<Vec<ChunkRecord>, CacheError> {
         let mut mine: Vec<(ChunkRecord, FlightGuard)> = Vec::new();
         let mut theirs = Vec::new();
@@ -70,6 +72,10 @@ impl Inner {
                 Claim::Theirs(rx) => theirs.push((record, rx)),
             }
         }
+        let _busy = (need == Need::Demand && !mine.is_empty()).then(|| {
+            self.agreements.note(mine.iter().map(|(r, _)| r.digest));
+            self.demand.busy()
+        });
         mine.sort_by_key(|(r, _)| r.offset);
         let records: Vec<ChunkRecord> = mine.iter().map(|(r, _)| *r).collect();
         let runs = coalesce(&records, self.config.coalesce_gap, self.config.coalesce_max);

@@ -11,6 +11,7 @@
 //! leaves no corrupt chunk to be served. Fully cached multi-chunk files
 //! can be assembled into one stored file for FUSE passthrough.
 
+mod ahead;
 mod around;
 mod assemble;
 mod cache;
@@ -29,6 +30,7 @@ mod reconcile;
 mod source;
 mod store;
 
+pub use ahead::Agreement;
 pub use cache::{ChunkCache, ReadGuard};
 pub use config::CacheConfig;
 pub use error::CacheError;

@@ -46,6 +46,15 @@ pub struct DaemonConfig {
     /// record, it saves a fifth of the time at 1 Gbit for 3.3× the bytes,
     /// and costs a fifth at 100 Mbit; see bench/results).
     pub read_around: String,
+    /// When a process loads an executable or library that is not cached,
+    /// fetch the shared libraries it needs (resolved in its image as the
+    /// dynamic linker does) at once, instead of one after another as the
+    /// linker opens them. On by default.
+    pub prefetch_libraries: bool,
+    /// When a read misses, fetch the rest of the file if it is at most
+    /// 2 MiB, and if it is small, the small files next to it (its
+    /// directory's and package's), in the background. On by default.
+    pub prefetch_nearby: bool,
     /// Kernel read-ahead of the mount, e.g. "128K" (the kernel's default).
     /// More speeds up cached sequential reads; on a cold cache it fetches
     /// more than programs read.
@@ -114,6 +123,8 @@ impl Default for DaemonConfig {
             passthrough: true,
             read_ahead: "128K".into(),
             read_around: "0".into(),
+            prefetch_libraries: true,
+            prefetch_nearby: true,
             metrics_address: String::new(),
             prefetch: crate::protocol::PrefetchMode::Record,
             registry: RegistryConfig::default(),

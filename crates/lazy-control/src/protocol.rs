@@ -194,6 +194,10 @@ pub struct StatsInfo {
     /// Files waiting for or in copying.
     #[serde(default)]
     pub assembly_queue: u64,
+    /// Time the range requests since start took, summed, in microseconds
+    /// (divided by `requests`: the mean time of one, to set beside the RTT).
+    #[serde(default)]
+    pub fetch_micros: u64,
 }
 
 /// What the daemon answers.

@@ -24,6 +24,8 @@ pub struct AttachedLayer {
     nlink: Vec<u32>,
     /// Chunk-table indexes in blob order (for reading around a miss).
     by_offset: Vec<u32>,
+    /// ELF objects whose libraries were fetched ahead.
+    scanned: crate::libs::Scanned,
 }
 
 impl std::fmt::Debug for AttachedLayer {
@@ -85,7 +87,14 @@ impl AttachedLayer {
             children,
             nlink,
             by_offset,
+            scanned: Default::default(),
         }
+    }
+
+    /// Whether the libraries of object `index` are still to fetch ahead
+    /// (true once: the caller does it).
+    pub fn first_scan(&self, index: u32) -> bool {
+        self.scanned.first(index)
     }
 
     /// Entry by index.

@@ -5,6 +5,7 @@
 pub(crate) mod error;
 pub(crate) mod inode;
 pub(crate) mod layer;
+mod nearby;
 pub(crate) mod passthrough;
 mod read;
 pub(crate) mod view;
@@ -41,6 +42,12 @@ pub struct LazyFuse {
     pub runtime: tokio::runtime::Handle,
     /// Notes reads while a prefetch recording runs.
     pub recorder: Arc<Recorder>,
+    /// Fetch the shared libraries an ELF object needs when its head is
+    /// first read (see `crate::libs`).
+    pub libraries: bool,
+    /// After a miss, fetch the rest of a file up to 2 MiB and a small
+    /// file's small neighbours (see `nearby`).
+    pub nearby: bool,
     /// Passthrough handles; `None` when disabled or the kernel lacks it.
     pub passthrough: Option<BackingTable>,
     /// The kernel copes with OPENDIR answered by ENOSYS (set at init).

@@ -13,6 +13,7 @@ use tracing::Instrument;
 use crate::fuse::LazyFuse;
 use crate::fuse::error::FsError;
 use crate::fuse::layer::AttachedLayer;
+use crate::fuse::nearby::nearby;
 use crate::fuse::view::LayerTable;
 use crate::recorder::Recorder;
 
@@ -35,10 +36,25 @@ impl LazyFuse {
             return answer(&planned, result, reply);
         }
         let around = read_around(&self.cache, &planned);
+        tracing::debug!(
+            target: "lazyfs::miss",
+            file = %String::from_utf8_lossy(planned.path()),
+            offset,
+            size,
+            chunks = planned.records.len(),
+            around = around.len(),
+            "read miss"
+        );
         let (cache, span) = (
             self.cache.clone(),
             tracing::debug_span!("read", ino, offset, size, around = around.len()),
         );
+        if self.nearby {
+            let ahead = nearby(&planned.layer, planned.index, &planned.records);
+            fetch_ahead(&self.runtime, &self.cache, &planned.layer, ahead);
+        }
+        let libraries = (self.libraries && offset == 0).then(|| Arc::clone(&self.table));
+        let runtime = self.runtime.clone();
         self.runtime.spawn(
             async move {
                 let result = cache
@@ -50,6 +66,13 @@ impl LazyFuse {
                         &around,
                     )
                     .await;
+                // The head of an ELF object: the dynamic linker is loading it.
+                if let (Some(table), Ok(data)) = (libraries, &result)
+                    && data.starts_with(b"\x7fELF")
+                {
+                    let layer = Arc::clone(&planned.layer);
+                    crate::libs::spawn_scan(&runtime, &table, &cache, layer, planned.index);
+                }
                 answer(&planned, result, reply);
             }
             .instrument(span),
@@ -127,6 +150,15 @@ fn plan_read(
     }))
 }
 
+impl PlannedRead {
+    /// The path of the file read, within its layer.
+    fn path(&self) -> &[u8] {
+        self.layer
+            .entry(self.index)
+            .map_or(b"", |e| e.path.as_slice())
+    }
+}
+
 /// The chunks a read that misses fetches along: those after its last
 /// chunk in the blob, within the cache's read-around budget, that nobody
 /// has or fetches yet.
@@ -138,19 +170,32 @@ fn read_around(cache: &ChunkCache, read: &PlannedRead) -> Vec<ChunkRecord> {
     }
 }
 
+/// Fetches `chunks` of `layer` in the background (behind readers).
+fn fetch_ahead(
+    runtime: &tokio::runtime::Handle,
+    cache: &ChunkCache,
+    layer: &Arc<AttachedLayer>,
+    chunks: Vec<ChunkRecord>,
+) {
+    if chunks.is_empty() {
+        return;
+    }
+    let (cache, layer) = (cache.clone(), Arc::clone(layer));
+    runtime.spawn(async move {
+        if let Err(e) = cache.fetch_ahead(&layer.source, &chunks).await {
+            tracing::debug!(layer = %layer.digest, "fetching ahead: {e}");
+        }
+    });
+}
+
 /// Replies to a read with its bytes, or EIO and a log line naming the file.
 fn answer(read: &PlannedRead, result: Result<Vec<u8>, lazy_cache::CacheError>, reply: ReplyData) {
     match result {
         Ok(data) => reply.data(&data),
         Err(e) => {
-            let path = read
-                .layer
-                .entry(read.index)
-                .map(|e| e.path.clone())
-                .unwrap_or_default();
             tracing::error!(
                 layer = %read.layer.digest,
-                file = %String::from_utf8_lossy(&path),
+                file = %String::from_utf8_lossy(read.path()),
                 "read failed: {e}"
             );
             reply.error(FsError::Cache(e).errno());

@@ -19,6 +19,8 @@ pub const OPAQUE_XATTR: &[u8] = b"trusted.overlay.opaque";
 #[derive(Debug, Default)]
 pub struct LayerTable {
     layers: RwLock<BTreeMap<u32, Arc<AttachedLayer>>>,
+    /// The layer digests of each image attached, bottom first.
+    images: RwLock<Vec<Vec<String>>>,
 }
 
 /// A name in a directory listing.
@@ -66,6 +68,30 @@ impl LayerTable {
             .values()
             .find(|l| l.digest == digest)
             .cloned()
+    }
+
+    /// Notes an image's layers (digests, bottom first), for
+    /// [`LayerTable::stack_of`].
+    pub fn add_image(&self, layers: Vec<String>) {
+        let mut images = self.images.write().expect("image list lock");
+        if !images.contains(&layers) {
+            images.push(layers);
+        }
+    }
+
+    /// The attached layers of the first image noted with `layer`, top
+    /// first: where its paths resolve. Just `layer` when none was noted
+    /// (a layer attached alone, or before a restart).
+    pub fn stack_of(&self, layer: &Arc<AttachedLayer>) -> Vec<Arc<AttachedLayer>> {
+        let images = self.images.read().expect("image list lock");
+        let Some(image) = images.iter().find(|i| i.contains(&layer.digest)) else {
+            return vec![Arc::clone(layer)];
+        };
+        image
+            .iter()
+            .rev()
+            .filter_map(|d| self.by_digest(d))
+            .collect()
     }
 
     /// Every attached layer.

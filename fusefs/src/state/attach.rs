@@ -143,6 +143,7 @@ impl DaemonState {
             config: config.clone(),
             layers: infos.iter().map(|l| l.digest.clone()).collect(),
         };
+        self.table.add_image(record.layers.clone());
         let remembered = self.blocking(move |state| state.images.put(&record)).await;
         if let Err(e) = remembered {
             tracing::warn!(%image, "remembering the image: {e}");
@@ -348,6 +349,7 @@ impl DaemonState {
             };
             infos.push(self.attach_layer(&request, meta)?);
         }
+        self.table.add_image(record.layers.clone());
         tracing::debug!(%image, "attached as before, without the registry");
         Ok(Some(AttachedImage {
             manifest_digest: record.manifest_digest,

@@ -347,6 +347,7 @@ impl DaemonState {
             copies: copies as u64,
             copy_bytes,
             assembly_queue: u64::try_from(m.assembly_queue.get()).unwrap_or(0),
+            fetch_micros: whole_micros(m.fetch_seconds.get_sample_sum()),
         }
     }
 
@@ -370,4 +371,11 @@ impl DaemonState {
 
 fn chunk_digests(meta: &LayerMeta) -> HashSet<ChunkDigest> {
     meta.chunks.iter().map(|c| c.digest).collect()
+}
+
+/// Whole microseconds of `seconds` (a sum of durations: never negative).
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+fn whole_micros(seconds: f64) -> u64 {
+    // `as` saturates: NaN is 0, beyond u64 is u64::MAX.
+    (seconds * 1e6) as u64
 }

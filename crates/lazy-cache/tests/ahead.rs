@@ -1,0 +1,133 @@
+//! Fetching ahead, behind readers: guesses skip what is cached or being
+//! fetched, unrelated guesses wait until readers have not fetched for a
+//! while, and an agreement counts readers' own fetches inside and outside
+//! a guess.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lazy_cache::ChunkSource;
+
+use common::*;
+
+#[tokio::test]
+async fn fetching_ahead_skips_what_is_cached() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cache, _) = open(dir.path(), u64::MAX);
+    let chunks: Vec<Vec<u8>> = (0..4).map(|n| chunk(n, 10_000)).collect();
+    let blob = Arc::new(MemoryBlob::new(&chunks));
+    let source: Arc<dyn ChunkSource> = blob.clone();
+    cache.ensure(&source, &blob.records[0..1]).await.unwrap();
+    cache.settled().await;
+    let fetched = cache.fetch_ahead(&source, &blob.records).await.unwrap();
+    assert_eq!(fetched, 3, "chunk 0 was cached");
+    assert_eq!(blob.request_count(), 2);
+    assert_eq!(
+        *blob.requests.lock().unwrap().last().unwrap(),
+        blob.records[1].offset..blob.records[3].end()
+    );
+    assert_eq!(cache.fetch_ahead(&source, &blob.records).await.unwrap(), 0);
+    assert_eq!(blob.request_count(), 2, "nothing left to fetch");
+}
+
+#[tokio::test]
+async fn an_unrelated_guess_waits_until_readers_are_quiet() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cache, _) = open(dir.path(), u64::MAX);
+    let chunks: Vec<Vec<u8>> = (0..4).map(|n| chunk(n, 10_000)).collect();
+    let mut blob = MemoryBlob::new(&chunks);
+    blob.delay = Duration::from_millis(300);
+    let blob = Arc::new(blob);
+    let source: Arc<dyn ChunkSource> = blob.clone();
+    let started = Instant::now();
+    let reader = {
+        let (cache, source, wanted) = (
+            cache.clone(),
+            Arc::clone(&source),
+            blob.records[0..1].to_vec(),
+        );
+        tokio::spawn(async move { cache.ensure(&source, &wanted).await.map(|_| Instant::now()) })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let guess = cache
+        .fetch_when_idle(&source, &blob.records[2..4])
+        .await
+        .unwrap();
+    let reader_done = reader.await.unwrap().unwrap();
+    assert_eq!(guess, 2);
+    let requests = blob.requests.lock().unwrap().clone();
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    assert_eq!(
+        requests[0],
+        blob.records[0].offset..blob.records[0].end(),
+        "the reader's first"
+    );
+    // The guess's request started about 100 ms after the reader's fetch
+    // ended (a little before the reader got its bytes), and took 300 ms.
+    assert!(started.elapsed() >= reader_done - started + Duration::from_millis(350));
+
+    // A guess that may go at once (fetch_ahead) does not wait for readers.
+    let dir = tempfile::tempdir().unwrap();
+    let (cache, _) = open(dir.path(), u64::MAX);
+    let started = Instant::now();
+    let reader = {
+        let (cache, source, wanted) = (
+            cache.clone(),
+            Arc::clone(&source),
+            blob.records[0..1].to_vec(),
+        );
+        tokio::spawn(async move { cache.ensure(&source, &wanted).await.map(|_| ()) })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    cache
+        .fetch_ahead(&source, &blob.records[2..4])
+        .await
+        .unwrap();
+    reader.await.unwrap().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_millis(600),
+        "in parallel: {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn an_agreement_counts_readers_fetches_inside_and_outside_the_guess() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cache, _) = open(dir.path(), u64::MAX);
+    let chunks: Vec<Vec<u8>> = (0..30).map(|n| chunk(n, 1000)).collect();
+    let blob = Arc::new(MemoryBlob::new(&chunks));
+    let source: Arc<dyn ChunkSource> = blob.clone();
+    let agreement = cache.watch_guess(blob.records[0..10].iter().map(|r| r.digest));
+    assert!(agreement.right(), "nothing fetched yet");
+    cache.ensure(&source, &blob.records[0..2]).await.unwrap();
+    assert_eq!(agreement.counts(), (2, 0));
+    // Guesses do not count: only what readers fetch themselves.
+    cache
+        .fetch_ahead(&source, &blob.records[2..10])
+        .await
+        .unwrap();
+    cache.settled().await;
+    assert_eq!(agreement.counts(), (2, 0));
+    cache.ensure(&source, &blob.records[2..4]).await.unwrap();
+    assert_eq!(
+        agreement.counts(),
+        (2, 0),
+        "cached: not fetched by the reader"
+    );
+    cache.ensure(&source, &blob.records[10..20]).await.unwrap();
+    assert_eq!(agreement.counts(), (2, 10));
+    assert!(
+        agreement.right(),
+        "10 outside against 2 inside is still within the slack"
+    );
+    cache.ensure(&source, &blob.records[20..21]).await.unwrap();
+    assert!(
+        !agreement.right(),
+        "11 outside against 2 inside: a wrong guess"
+    );
+    drop(agreement);
+    cache.ensure(&source, &blob.records[21..22]).await.unwrap();
+}
