@@ -207,6 +207,21 @@ fn index_of(meta: &LayerMeta, path: &[u8]) -> Option<u32> {
 #[cfg(test)]
 pub(crate) struct NoSource;
 
+/// An entry for tests: `path` of `kind`, mode 0755, owned by root.
+#[cfg(test)]
+pub(crate) fn test_entry(path: &[u8], kind: EntryKind) -> Entry {
+    Entry {
+        path: path.to_vec(),
+        kind,
+        mode: 0o755,
+        uid: 0,
+        gid: 0,
+        mtime_secs: 0,
+        mtime_nanos: 0,
+        xattrs: Vec::new(),
+    }
+}
+
 #[cfg(test)]
 impl ChunkSource for NoSource {
     fn read_range(

@@ -75,7 +75,7 @@ mod tests {
     use lazy_format::{ChunkDigest, Compression, Entry, LayerMeta};
 
     use super::*;
-    use crate::fuse::layer::NoSource;
+    use crate::fuse::layer::{NoSource, test_entry};
 
     /// A layer of files named by their sizes in KiB, in path order, each
     /// stored at half its size, one chunk per 512 KiB.
@@ -111,16 +111,7 @@ mod tests {
     }
 
     fn entry(path: &str, kind: EntryKind) -> Entry {
-        Entry {
-            path: path.as_bytes().to_vec(),
-            kind,
-            mode: 0o644,
-            uid: 0,
-            gid: 0,
-            mtime_secs: 0,
-            mtime_nanos: 0,
-            xattrs: Vec::new(),
-        }
+        test_entry(path.as_bytes(), kind)
     }
 
     /// The first chunk's digest byte of each chunk: which chunk it is.

@@ -322,21 +322,8 @@ fn dev_number(major: u32, minor: u32) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fuse::layer::NoSource;
+    use crate::fuse::layer::{NoSource, test_entry as entry};
     use lazy_format::LayerMeta;
-
-    fn entry(path: &[u8], kind: EntryKind) -> Entry {
-        Entry {
-            path: path.to_vec(),
-            kind,
-            mode: 0o755,
-            uid: 0,
-            gid: 0,
-            mtime_secs: 0,
-            mtime_nanos: 0,
-            xattrs: Vec::new(),
-        }
-    }
 
     /// A layer whose directory `d` holds `n` empty files.
     fn table_with_dir_of(n: usize) -> (LayerTable, u64) {

@@ -84,20 +84,11 @@ pub fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fuse::layer::NoSource;
+    use crate::fuse::layer::{NoSource, test_entry};
     use lazy_format::{Entry, LayerMeta};
 
     fn entry(path: &str, kind: EntryKind) -> Entry {
-        Entry {
-            path: path.as_bytes().to_vec(),
-            kind,
-            mode: 0o755,
-            uid: 0,
-            gid: 0,
-            mtime_secs: 0,
-            mtime_nanos: 0,
-            xattrs: Vec::new(),
-        }
+        test_entry(path.as_bytes(), kind)
     }
     fn dir(path: &str) -> Entry {
         entry(path, EntryKind::Dir { opaque: false })
