@@ -3,13 +3,13 @@
 //! few of the fetch slots, and take a slot before they claim any chunk, so
 //! a reader asking for one of those chunks meanwhile fetches it at once
 //! instead of queueing behind the guesses. Guesses that may be unrelated
-//! to what runs (another command's record, the whole image) also wait
-//! until no reader has waited on a fetch of its own for a while: then they
-//! use the link when readers do not, and a start with a wrong record is no
-//! slower than one without (a reader joining a guessed chunk's fetch does
-//! not count as waiting on its own, so a right record is not held back).
-//! Whether a guess is right shows as it goes: an [`Agreement`] counts the
-//! chunks readers had to fetch themselves inside and outside the guess.
+//! to what runs (the whole image; a record once readers disagree with it)
+//! also wait until no reader has waited on a fetch of its own for a while,
+//! so that they use the link when readers do not. Whether a record is
+//! right shows as it goes: an [`Agreement`] counts the chunks readers had
+//! to fetch themselves inside and outside it (a reader joining a guessed
+//! chunk's fetch does not count, so a right record is not held back). What
+//! a wrong record fetched before readers disagreed still costs its bytes.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
