@@ -7,7 +7,10 @@
 #   Python image (python3 + numpy + scipy): importing scipy.stats;
 #   each (a) with no record (--prefetch none: what users meet most), (b) with
 #   the record of another command as the image's prefetch record, (c) with its
-#   own record;
+#   own record; and, with LZB_CONDITIONS naming them, (c') its own record on
+#   the image laid out by that record (`lazyctl relayout`), (b') another
+#   command's record on the image laid out by that one (what `lazyctl convert
+#   --record` of the image's own command gives every other command);
 #   full pull: skopeo copy + umoci raw unpack + the first workload of each
 #   image in a chroot.
 # Fresh lazyfsd (empty cache) before each timed step, page cache dropped.
@@ -17,7 +20,8 @@
 #   bench/coldstart-wan.sh [RUNS]     default 3; results in bench/results/coldstart-wan-<date>.md
 #
 # Environment: LZB_PROFILES="100mbit:20ms 1gbit:10ms", LZB_WORKLOADS (names,
-# default all), LZB_CONDITIONS="none other own" (which of (a) (b) (c) to run),
+# default all), LZB_CONDITIONS="none other own" (which of (a) (b) (c) to run;
+# also own-laid (c'), other-laid (b')),
 # LZB_PULLS=1 (0: no full pulls), LZB_READ_AROUND (lazyfsd's read_around;
 # default lazyfsd's), LZB_CONFIG (more lazyfsd config lines, e.g.
 # "prefetch_nearby = false"), LZB_KEEP=1 (keep the work dir),
@@ -56,7 +60,7 @@ declare -A LABEL=([r-session]="R sessionInfo()" [r-pkgs]="R, library(Matrix, MAS
   [cc]="gcc -O2 of hello.c, then run it" [shell]="perl, find, sed" [py-scipy]="python3: import numpy, scipy.stats")
 WORKLOADS=(${LZB_WORKLOADS:-r-session r-pkgs cc shell py-scipy})
 CONDITIONS=(${LZB_CONDITIONS:-none other own})
-for c in "${CONDITIONS[@]}"; do [[ $c =~ ^(none|other|own)$ ]] || { echo "unknown condition $c" >&2; exit 2; }; done
+for c in "${CONDITIONS[@]}"; do [[ $c =~ ^(none|other|own|own-laid|other-laid)$ ]] || { echo "unknown condition $c" >&2; exit 2; }; done
 for w in "${WORKLOADS[@]}"; do [ -n "${OTHER[$w]:-}" ] || { echo "unknown workload $w" >&2; exit 2; }; done
 # The first workload of each image runs after its full pull.
 declare -A PULL_WORKLOAD=([r-base]=r-session [python]=py-scipy)
@@ -127,18 +131,35 @@ for w in "${!NEEDED[@]}"; do
   retag "$repo" "${RECORD_TAG[$repo]}" "rec-$w"
   log "$w: $(grep -h '^recorded' "$WORK/record-$w.log")"
 done
+# Images laid out by a workload's record, tagged laid-<workload>; relayout
+# stores the record for the new manifest, so it is their prefetch record.
+declare -A LAID=()
+for w in "${WORKLOADS[@]}"; do
+  [[ " ${CONDITIONS[*]} " == *" own-laid "* ]] && LAID[$w]=1
+  [[ " ${CONDITIONS[*]} " == *" other-laid "* ]] && LAID[${OTHER[$w]}]=1
+done
+for w in "${!LAID[@]}"; do
+  repo=${REPO[$w]}
+  retag "$repo" lazy "laid-$w"
+  retag "$repo" "rec-$w" "${RECORD_TAG[$repo]}"
+  in_cli "$BIN/lazyctl" relayout --insecure "$REG" "$REG/$repo:laid-$w" \
+    >"$WORK/relayout-$w.log" 2>&1 || { cat "$WORK/relayout-$w.log" >&2; exit 1; }
+  log "$w: $(grep -h '^laid out' "$WORK/relayout-$w.log")"
+done
 
-lazy_cold() {   # PROFILE RUN WORKLOAD none|other|own
-  local repo=${REPO[$3]} prefetch=record
+lazy_cold() {   # PROFILE RUN WORKLOAD none|other|own|own-laid|other-laid
+  local repo=${REPO[$3]} prefetch=record tag=lazy
   case $4 in
     none) prefetch=none ;;
     other) retag "$repo" "rec-${OTHER[$3]}" "${RECORD_TAG[$repo]}" ;;
     own) retag "$repo" "rec-$3" "${RECORD_TAG[$repo]}" ;;
+    own-laid) tag=laid-$3 ;;
+    other-laid) tag=laid-${OTHER[$3]} ;;
   esac
   start_daemon rec; drop_caches
   export EXPECT_FIRST=${EXPECT[$3]}
   measure "$1" "$3-$4" "$2" -- nsenter --net="$NS_CLI" "$BIN/lazyrun" --config "$WORK/rec.toml" --rm \
-    --prefetch "$prefetch" "$REG/$repo:lazy" sh -c "${RUN_CMD[$3]}"
+    --prefetch "$prefetch" "$REG/$repo:$tag" sh -c "${RUN_CMD[$3]}"
   stop_daemon
 }
 pull_cold() {   # PROFILE RUN REPO
@@ -186,6 +207,8 @@ done
     echo "\"$w-none\": \"**${LABEL[$w]}**, (a) no record\","
     echo "\"$w-other\": \"${LABEL[$w]}, (b) record of: ${LABEL[${OTHER[$w]}]:-${OTHER[$w]}}\","
     echo "\"$w-own\": \"${LABEL[$w]}, (c) its own record\","
+    echo "\"$w-own-laid\": \"${LABEL[$w]}, (c') its own record, image laid out by it\","
+    echo "\"$w-other-laid\": \"${LABEL[$w]}, (b') record of: ${LABEL[${OTHER[$w]}]:-${OTHER[$w]}}, image laid out by it\","
     echo "\"$w-pull\": \"${LABEL[$w]}: full pull (skopeo + umoci) + chroot\""
   done
   echo '}}'
@@ -196,7 +219,8 @@ OUT=$RESULTS/coldstart-wan-$(date -u +%Y%m%d-%H%M).md
   echo "# Cold starts of several workloads over an emulated WAN — $(date -u +%Y-%m-%dT%H:%MZ)"
   echo
   echo "Each workload through \`lazyrun\`, cold (fresh lazyfsd with an empty cache, page cache dropped), (a) with no"
-  echo "record (\`--prefetch none\`), (b) with another command's record as the image's prefetch record, (c) with its own."
+  echo "record (\`--prefetch none\`), (b) with another command's record as the image's prefetch record, (c) with its own;"
+  echo "(b') and (c') the same on an image laid out by that record (\`lazyctl relayout\`)."
   echo "The full pull (skopeo copy + umoci raw unpack + chroot) runs the first workload of each image; the ratio"
   echo "column compares every row of an image with it. Runs: $RUNS per cell, interleaved."
   echo "lazyfsd: read_around = ${LZB_READ_AROUND:-default (off)}${LZB_CONFIG:+; also: $(echo $LZB_CONFIG)}."

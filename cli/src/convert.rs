@@ -1,16 +1,19 @@
 //! `lazyctl convert SRC DST`.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use clap::Args;
 use lazy_convert::{ConvertOptions, ConvertReport, convert_image};
 use lazy_image::ImageStore;
 use lazy_oci::ImageLocation;
 
+use crate::daemon_args::DaemonArgs;
 use crate::progress::{ConvertBar, short};
+use crate::record::{parse_duration, record_command};
 use crate::registry_args::RegistryArgs;
+use crate::relayout::relayout_and_store;
 use crate::size::{human, parse_size};
 
 /// Convert an image into a lazy image.
@@ -22,7 +25,15 @@ IMAGE LOCATIONS:
 
 EXAMPLES:
   lazyctl convert --insecure localhost:5000 localhost:5000/r-base localhost:5000/r-base:lazy
-  lazyctl convert oci:./busybox:1.36 oci:./busybox-lazy:1.36")]
+  lazyctl convert oci:./busybox:1.36 oci:./busybox-lazy:1.36
+  lazyctl convert --record localhost:5000/r-base localhost:5000/r-base:lazy -- R -e 'q()'
+
+RECORDING AT CONVERSION (--record):
+  After converting, the image's entrypoint and cmd (or the command after --)
+  runs in a container exactly as `lazyctl record` runs it (lazyfsd must be
+  running; the destination must be a registry). The chunks it read become the
+  image's prefetch record, and every layer is laid out in that order
+  (`lazyctl relayout`), so the image starts fast from its first use.")]
 pub struct ConvertArgs {
     /// Source image (any OCI or Docker v2 image; left untouched).
     #[arg(value_name = "SRC")]
@@ -48,6 +59,24 @@ pub struct ConvertArgs {
     #[arg(long)]
     pub json: bool,
 
+    /// Record the image's command after converting, store the record and
+    /// lay the image out in its order (see below).
+    #[arg(long, conflicts_with = "json")]
+    pub record: bool,
+
+    /// Stop the recorded command after this long (e.g. 60s, 5m); what it
+    /// read until then is the record.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration, requires = "record")]
+    pub record_timeout: Duration,
+
+    /// The command to record instead of the image's (after `--`).
+    #[arg(last = true, requires = "record")]
+    pub command: Vec<String>,
+
+    /// lazyfsd to record with (with --record).
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
+
     /// Registry connection options.
     #[command(flatten)]
     pub registry: RegistryArgs,
@@ -65,6 +94,11 @@ fn parse_chunk_size(text: &str) -> Result<u32, String> {
 /// Runs the conversion and prints the report.
 pub async fn run(args: ConvertArgs) -> anyhow::Result<()> {
     let client = args.registry.client()?;
+    if args.record && !matches!(args.dst, ImageLocation::Registry(_)) {
+        bail!(
+            "--record runs the image through lazyfsd, which reads registries: DST must be a registry"
+        );
+    }
     let src =
         ImageStore::open(&args.src, &client).with_context(|| format!("opening {}", args.src))?;
     let dst =
@@ -90,6 +124,22 @@ pub async fn run(args: ConvertArgs) -> anyhow::Result<()> {
         );
     } else {
         print_report(&args, &report, seconds);
+    }
+    if args.record {
+        let image = args.dst.to_string();
+        let recorded = record_command(
+            &image,
+            &args.command,
+            &args.daemon,
+            Some(args.record_timeout),
+        )?;
+        println!(
+            "recorded {} chunks read by {}",
+            recorded.record.chunks.len(),
+            recorded.what
+        );
+        relayout_and_store(&client, &image, &recorded.record).await?;
+        recorded.check_status()?;
     }
     Ok(())
 }

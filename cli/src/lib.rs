@@ -16,6 +16,7 @@ pub mod podman;
 pub mod progress;
 pub mod record;
 pub mod registry_args;
+pub mod relayout;
 pub mod unpack;
 
 pub use lazy_control::size;

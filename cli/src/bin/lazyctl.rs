@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use lazy_cli::{
     container_cmds, containerd_cmds, convert, daemon_cmds, init_logging, inspect, podman, record,
-    unpack,
+    relayout, unpack,
 };
 
 /// Manage lazyfs lazy images.
@@ -35,6 +35,7 @@ enum Command {
     Ls(daemon_cmds::LsArgs),
     Cache(daemon_cmds::CacheArgs),
     Record(record::RecordArgs),
+    Relayout(relayout::RelayoutArgs),
     Pull(containerd_cmds::PullArgs),
     ContainerdConfig(containerd_cmds::ContainerdConfigArgs),
     PodmanSetup(podman::PodmanSetupArgs),
@@ -62,6 +63,7 @@ fn main() -> ExitCode {
             Command::Ls(args) => daemon_cmds::ls(args),
             Command::Cache(args) => daemon_cmds::cache(args),
             Command::Record(args) => record::run(args).await,
+            Command::Relayout(args) => relayout::run(args).await,
             Command::Pull(args) => containerd_cmds::pull(args).await,
             Command::ContainerdConfig(args) => containerd_cmds::containerd_config(&args),
             Command::PodmanSetup(args) => podman::podman_setup(&args),
@@ -75,5 +77,15 @@ fn main() -> ExitCode {
             eprintln!("lazyctl: error: {err:#}");
             ExitCode::from(lazy_cli::exit_status(&err))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        super::Cli::command().debug_assert();
     }
 }

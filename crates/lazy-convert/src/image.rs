@@ -204,7 +204,7 @@ fn check_layer_type(image: &str, desc: &Descriptor) -> Result<(), ImageError> {
     }
 }
 
-fn malformed(image: &str, reason: String) -> ImageError {
+pub(crate) fn malformed(image: &str, reason: String) -> ImageError {
     LazyImageError::Malformed {
         image: image.to_owned(),
         reason,

@@ -94,11 +94,7 @@ fn convert_stream<R: Read, W: Write + Send>(
         source,
     };
     let (_, tar_stream) = decompress(input).map_err(read_err)?;
-    let out = HashingWriter {
-        inner: out,
-        hasher: Sha256::new(),
-        written: 0,
-    };
+    let out = HashingWriter::new(out);
 
     std::thread::scope(|scope| {
         let mut pipeline = ChunkPipeline::start(scope, out, opts.threads, opts.zstd_level);
@@ -142,9 +138,10 @@ fn finish_blob<W: Write>(
             layer: layer.to_owned(),
             source,
         })?;
+    let (digest, size) = out.finish();
     Ok(ConvertedLayer {
-        digest: format!("sha256:{}", hex::encode(out.hasher.finalize())),
-        size: out.written,
+        digest,
+        size,
         meta_offset,
         meta_len: tail.bytes.len() as u64,
         stats: meta.stats(),
@@ -239,10 +236,29 @@ fn tree_error(err: TreeError, unsafe_entry: &dyn Fn(String) -> ConvertError) -> 
 }
 
 /// Counts and hashes what passes through to the blob.
-struct HashingWriter<W> {
+pub(crate) struct HashingWriter<W> {
     inner: W,
     hasher: Sha256,
-    written: u64,
+    /// Bytes written so far.
+    pub(crate) written: u64,
+}
+
+impl<W> HashingWriter<W> {
+    pub(crate) fn new(inner: W) -> Self {
+        Self {
+            inner,
+            hasher: Sha256::new(),
+            written: 0,
+        }
+    }
+
+    /// The blob's `sha256:<hex>` digest and size.
+    pub(crate) fn finish(self) -> (String, u64) {
+        (
+            format!("sha256:{}", hex::encode(self.hasher.finalize())),
+            self.written,
+        )
+    }
 }
 
 impl<W: Write> Write for HashingWriter<W> {

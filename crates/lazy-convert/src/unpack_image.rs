@@ -26,16 +26,7 @@ pub async fn unpack_image(
     let mut layers = Vec::new();
     for desc in fetched.manifest.layers() {
         let digest = desc.digest().to_string();
-        let temp = tempfile::tempfile().map_err(|source| io_err(&std::env::temp_dir(), source))?;
-        let mut stream = store.open_blob(&digest, desc.size()).await?;
-        let mut writer =
-            tokio::fs::File::from_std(temp.try_clone().map_err(|source| io_err(dir, source))?);
-        tokio::io::copy(&mut stream, &mut writer)
-            .await
-            .map_err(|source| ImageError::Download {
-                digest: digest.clone(),
-                source,
-            })?;
+        let temp = download_blob(store, &digest, desc.size(), &std::env::temp_dir()).await?;
         let (dir, name, size) = (dir.to_path_buf(), name.to_owned(), desc.size());
         let layer = tokio::task::spawn_blocking(move || -> Result<LayerInspection, ImageError> {
             let (meta, meta_bytes) =
@@ -59,7 +50,34 @@ pub async fn unpack_image(
     })
 }
 
-fn meta_from_file(file: &File, size: u64) -> Result<(LayerMeta, u64), lazy_format::FormatError> {
+/// Downloads blob `digest` (verified against its digest) into an unnamed
+/// temp file in `temp_dir`.
+pub(crate) async fn download_blob(
+    store: &ImageStore,
+    digest: &str,
+    size: u64,
+    temp_dir: &Path,
+) -> Result<File, ImageError> {
+    let temp = tempfile::tempfile_in(temp_dir).map_err(|source| io_err(temp_dir, source))?;
+    let mut stream = store.open_blob(digest, size).await?;
+    let mut writer = tokio::fs::File::from_std(
+        temp.try_clone()
+            .map_err(|source| io_err(temp_dir, source))?,
+    );
+    tokio::io::copy(&mut stream, &mut writer)
+        .await
+        .map_err(|source| ImageError::Download {
+            digest: digest.to_owned(),
+            source,
+        })?;
+    Ok(temp)
+}
+
+/// The metadata of the layer blob in `file` (`size` bytes), and its length.
+pub(crate) fn meta_from_file(
+    file: &File,
+    size: u64,
+) -> Result<(LayerMeta, u64), lazy_format::FormatError> {
     let footer_at = size.checked_sub(FOOTER_LEN as u64).ok_or_else(too_small)?;
     let mut footer = [0u8; FOOTER_LEN];
     file.read_exact_at(&mut footer, footer_at)

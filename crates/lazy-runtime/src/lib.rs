@@ -47,6 +47,7 @@ pub use init::INIT_MARKER;
 pub use launch::run;
 pub use mounts::{MASKED_PATHS, READONLY_PATHS};
 pub use oci::{run_with_oci_runtime, write_oci_bundle};
+pub use signals::signal_container;
 pub use spec::{BindMount, ContainerSpec, DEFAULT_PATH, ExitStatus, NetworkMode, Resources, User};
 pub use user::resolve_user;
 

@@ -43,6 +43,14 @@ extern "C" fn resize(_: libc::c_int) {
     }
 }
 
+/// Sends `signal` to the init of the container that forwarded signals go
+/// to (SIGKILL to it ends the whole container). False when no container
+/// runs in this process.
+pub fn signal_container(signal: Signal) -> bool {
+    let pid = FORWARD_PID.load(Ordering::SeqCst);
+    pid > 0 && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal).is_ok()
+}
+
 /// Sets (or clears) the terminal that SIGWINCH resizes.
 pub fn set_pty_master(fd: Option<i32>) {
     PTY_MASTER.store(fd.unwrap_or(-1), Ordering::SeqCst);
