@@ -44,14 +44,11 @@ pub async fn prefetch_record(
         .map(|(layer, wanted)| {
             let (cache, agreement) = (cache.clone(), Arc::clone(&agreement));
             async move {
-                // A record of another command: fetch only while readers
-                // do not (see lazy_cache::Agreement).
-                let fetched = match agreement.right() {
-                    true => cache.fetch_ahead(&layer.source, &wanted).await,
-                    false => cache.fetch_when_idle(&layer.source, &wanted).await,
-                };
-                match fetched {
-                    Ok(_) => wanted.len(),
+                // A record of another command is dropped once readers
+                // disagree with it (see lazy_cache::Agreement).
+                match cache.fetch_guess(&layer.source, &wanted, &agreement).await {
+                    Ok(Some(_)) => wanted.len(),
+                    Ok(None) => 0,
                     Err(e) => {
                         tracing::warn!(layer = %layer.digest, "prefetch failed: {e}");
                         0

@@ -3,16 +3,18 @@
 //! few of the fetch slots, and take a slot before they claim any chunk, so
 //! a reader asking for one of those chunks meanwhile fetches it at once
 //! instead of queueing behind the guesses. Guesses that may be unrelated
-//! to what runs (the whole image; a record once readers disagree with it)
-//! also wait until no reader has waited on a fetch of its own for a while,
-//! so that they use the link when readers do not. Whether a record is
-//! right shows as it goes: an [`Agreement`] counts the chunks readers had
-//! to fetch themselves inside and outside it (a reader joining a guessed
-//! chunk's fetch does not count, so a right record is not held back). What
-//! a wrong record fetched before readers disagreed still costs its bytes.
+//! to what runs (the whole image) also wait until no reader has waited on
+//! a fetch of its own for a while, so that they use the link when readers
+//! do not. Whether a record is right shows as it goes: an [`Agreement`]
+//! counts the chunks readers had to fetch themselves inside and outside it
+//! (a reader joining a guessed chunk's fetch does not count, so a right
+//! record is not held back). Once readers disagree with a record, the rest
+//! of it is dropped: on a link that bytes fill, fetching it even while
+//! readers pause delays their next miss. What a wrong record fetched before
+//! readers disagreed still costs its bytes.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -96,14 +98,22 @@ pub struct Agreement {
     guessed: HashSet<ChunkDigest>,
     inside: AtomicUsize,
     outside: AtomicUsize,
+    wrong: AtomicBool,
 }
 
 impl Agreement {
     /// Whether readers fetch mostly what the guess holds (or have hardly
-    /// fetched anything yet).
+    /// fetched anything yet). Once wrong, wrong for good.
     pub fn right(&self) -> bool {
+        if self.wrong.load(Ordering::Relaxed) {
+            return false;
+        }
         let (inside, outside) = self.counts();
-        outside <= inside + WRONG_AFTER
+        let right = outside <= inside + WRONG_AFTER;
+        if !right {
+            self.wrong.store(true, Ordering::Relaxed);
+        }
+        right
     }
 
     /// Chunks readers fetched themselves: inside the guess, outside it.
@@ -144,6 +154,7 @@ impl ChunkCache {
             guessed: chunks.into_iter().collect(),
             inside: AtomicUsize::new(0),
             outside: AtomicUsize::new(0),
+            wrong: AtomicBool::new(false),
         });
         let mut list = self.inner.agreements.0.lock().expect("agreements lock");
         list.push(Arc::downgrade(&agreement));
@@ -164,6 +175,16 @@ impl ChunkCache {
             .acquire()
             .await
             .expect("fetch-ahead semaphore never closed");
+        self.fetch_absent(source, chunks).await
+    }
+
+    /// Fetches those of `chunks` neither cached nor being fetched, as a
+    /// guess; the caller holds a fetch-ahead slot.
+    async fn fetch_absent(
+        &self,
+        source: &Arc<dyn ChunkSource>,
+        chunks: &[ChunkRecord],
+    ) -> Result<usize, CacheError> {
         let absent = self.absent(chunks);
         if absent.is_empty() {
             return Ok(0);
@@ -171,6 +192,27 @@ impl ChunkCache {
         self.ensure_for(source, &absent, Need::Ahead)
             .await
             .map(|_| absent.len())
+    }
+
+    /// [`ChunkCache::fetch_ahead`] while readers agree with the guess
+    /// `agreement` watches, judged once a fetch slot is free (just before
+    /// the chunks are claimed); `None`, fetching nothing, once they do not.
+    pub async fn fetch_guess(
+        &self,
+        source: &Arc<dyn ChunkSource>,
+        chunks: &[ChunkRecord],
+        agreement: &Agreement,
+    ) -> Result<Option<usize>, CacheError> {
+        let _slot = self
+            .inner
+            .ahead_slots
+            .acquire()
+            .await
+            .expect("fetch-ahead semaphore never closed");
+        if !agreement.right() {
+            return Ok(None);
+        }
+        self.fetch_absent(source, chunks).await.map(Some)
     }
 
     /// [`ChunkCache::fetch_ahead`] once no reader has waited on a fetch of

@@ -16,9 +16,10 @@ use std::sync::{Arc, Mutex, Weak};
 use lazy_format::{ChunkDigest, ChunkRecord};
 use sha2::{Digest, Sha256};
 
-use crate::cache::{Inner, ReadGuard};
+use crate::cache::Inner;
 use crate::index::IndexEntry;
 use crate::ledger::now_ms;
+use crate::read::ReadGuard;
 use crate::{CacheError, ChunkCache};
 
 /// Files larger than this share of the quota are not assembled: the copy

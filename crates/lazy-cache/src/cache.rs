@@ -1,13 +1,12 @@
 //! The chunk cache: reads chunks through the store, fetching what is
 //! missing (coalesced, single-flight, verified) from the layer's source.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use lazy_format::{ChunkDigest, ChunkRecord};
 use tokio::sync::Semaphore;
 
-use crate::ahead::{Agreements, DemandGauge, Need};
+use crate::ahead::{Agreements, DemandGauge};
 use crate::assemble::AssemblyQueue;
 use crate::fetch::Admissions;
 use crate::flight::Flights;
@@ -16,7 +15,7 @@ use crate::index::{ChunkIndex, IndexEntry};
 use crate::ledger::{Ledger, now_ms};
 use crate::link::LinkEstimate;
 use crate::store::ChunkStore;
-use crate::{CacheConfig, CacheError, CacheMetrics, ChunkSource};
+use crate::{CacheConfig, CacheError, CacheMetrics};
 
 /// The host-shared chunk cache. Cheap to clone.
 #[derive(Clone)]
@@ -52,58 +51,6 @@ impl std::fmt::Debug for ChunkCache {
         f.debug_struct("ChunkCache")
             .field("dir", &self.inner.config.dir)
             .finish_non_exhaustive()
-    }
-}
-
-/// The chunks of one read: read references on cached chunks, held while
-/// their bytes are copied out so that eviction cannot take them away
-/// (released on drop), and the bytes of chunks this read fetched or joined,
-/// verified and in memory, whether or not they are stored yet.
-pub struct ReadGuard {
-    inner: Arc<Inner>,
-    pub(crate) held: Vec<ChunkDigest>,
-    pub(crate) fetched: HashMap<ChunkDigest, Arc<Vec<u8>>>,
-}
-
-impl ReadGuard {
-    pub(crate) fn new(inner: &Arc<Inner>) -> Self {
-        Self {
-            inner: Arc::clone(inner),
-            held: Vec::new(),
-            fetched: HashMap::new(),
-        }
-    }
-
-    /// Keeps the verified bytes of a chunk this read fetched or joined, with
-    /// a read reference on it (it may not be stored yet).
-    pub(crate) fn keep(&mut self, digest: ChunkDigest, data: Arc<Vec<u8>>) {
-        if self.fetched.insert(digest, data).is_none() {
-            self.inner
-                .ledger
-                .lock()
-                .expect("ledger lock")
-                .expect_reader(digest);
-            self.held.push(digest);
-        }
-    }
-
-    /// Whether every chunk of `chunks` is in memory (no disk read needed).
-    fn all_in_memory(&self, chunks: &[ChunkRecord]) -> bool {
-        let mut hot = self.inner.hot.lock().expect("hot set lock");
-        chunks
-            .iter()
-            .all(|c| self.fetched.contains_key(&c.digest) || hot.get(&c.digest).is_some())
-    }
-}
-
-impl Drop for ReadGuard {
-    fn drop(&mut self) {
-        let mut ledger = self.inner.ledger.lock().expect("ledger lock");
-        for d in &self.held {
-            ledger.release(*d);
-        }
-        drop(ledger);
-        self.inner.enforce_quota_soon();
     }
 }
 
@@ -145,63 +92,6 @@ impl ChunkCache {
         &self.inner.config
     }
 
-    /// Reads `len` bytes starting `skip` bytes into the first of `chunks`
-    /// (consecutive chunks of one file), fetching missing ones from `source`.
-    /// Chunk files are read on a blocking thread.
-    pub async fn read(
-        &self,
-        source: &Arc<dyn ChunkSource>,
-        chunks: &[ChunkRecord],
-        skip: u64,
-        len: usize,
-    ) -> Result<Vec<u8>, CacheError> {
-        let guard = self.ensure(source, chunks).await?;
-        self.copy_from(guard, chunks, skip, len).await
-    }
-
-    /// Copies a read's bytes out of `guard`'s chunks: from memory on this
-    /// worker, from chunk files on a blocking thread.
-    pub(crate) async fn copy_from(
-        &self,
-        guard: ReadGuard,
-        chunks: &[ChunkRecord],
-        skip: u64,
-        len: usize,
-    ) -> Result<Vec<u8>, CacheError> {
-        if guard.all_in_memory(chunks) {
-            return self.inner.copy_all(&guard, chunks, skip, len);
-        }
-        let (inner, chunks) = (Arc::clone(&self.inner), chunks.to_vec());
-        tokio::task::spawn_blocking(move || inner.copy_all(&guard, &chunks, skip, len))
-            .await
-            .expect("chunk copy panicked")
-    }
-
-    /// Reads like [`ChunkCache::read`] when every chunk is cached, on the
-    /// calling thread: blocking (chunk files are read), so for a thread of
-    /// its own such as a FUSE session thread, never an async worker.
-    /// `None` when a chunk is not cached: then [`ChunkCache::read`] fetches.
-    pub fn read_cached(
-        &self,
-        chunks: &[ChunkRecord],
-        skip: u64,
-        len: usize,
-    ) -> Option<Result<Vec<u8>, CacheError>> {
-        let mut guard = ReadGuard::new(&self.inner);
-        {
-            let mut ledger = self.inner.ledger.lock().expect("ledger lock");
-            for record in chunks {
-                if !ledger.acquire(record.digest) {
-                    return None;
-                }
-                guard.held.push(record.digest);
-            }
-        }
-        let hits = u64::try_from(chunks.len()).unwrap_or(u64::MAX);
-        self.inner.metrics.hits.inc_by(hits);
-        Some(self.inner.copy_all(&guard, chunks, skip, len))
-    }
-
     /// Writes the time of last use of the chunks read since the last call
     /// into the index, in one batch, so that a restarted cache evicts in
     /// LRU order. Blocking; the daemon calls it every few seconds and at
@@ -226,59 +116,6 @@ impl ChunkCache {
     /// ledger): storing happens after the readers have their bytes.
     pub async fn settled(&self) {
         self.inner.admissions.settled().await;
-    }
-
-    /// Makes sure every chunk of `chunks` is cached or in the returned
-    /// guard's memory, fetching the missing ones; cached ones are kept until
-    /// the guard drops. Fetched chunks are stored in the background.
-    pub async fn ensure(
-        &self,
-        source: &Arc<dyn ChunkSource>,
-        chunks: &[ChunkRecord],
-    ) -> Result<ReadGuard, CacheError> {
-        self.ensure_for(source, chunks, Need::Demand).await
-    }
-
-    /// [`ChunkCache::ensure`] for a reader or a guess.
-    pub(crate) async fn ensure_for(
-        &self,
-        source: &Arc<dyn ChunkSource>,
-        chunks: &[ChunkRecord],
-        need: Need,
-    ) -> Result<ReadGuard, CacheError> {
-        let mut guard = ReadGuard::new(&self.inner);
-        let mut wanted: Vec<ChunkRecord> = Vec::new();
-        let mut seen = HashSet::new();
-        {
-            let mut ledger = self.inner.ledger.lock().expect("ledger lock");
-            for record in chunks {
-                if !seen.insert(record.digest) {
-                    continue;
-                }
-                if ledger.acquire(record.digest) {
-                    guard.held.push(record.digest);
-                    self.inner.metrics.hits.inc();
-                } else {
-                    self.inner.metrics.misses.inc();
-                    wanted.push(*record);
-                }
-            }
-        }
-        // Two rounds: a chunk another reader fetched may be gone again
-        // (not stored, or evicted) by the time we look; then fetch it ourselves.
-        for _ in 0..2 {
-            if wanted.is_empty() {
-                break;
-            }
-            wanted = self
-                .inner
-                .fetch_or_wait(source, wanted, &mut guard, need)
-                .await?;
-        }
-        match wanted.first() {
-            None => Ok(guard),
-            Some(r) => Err(CacheError::Abandoned(r.digest)),
-        }
     }
 
     /// Whether a chunk is cached.
@@ -400,52 +237,6 @@ impl Inner {
         Ok(())
     }
 
-    /// Copies `len` bytes from `skip` into the first of `chunks` out of
-    /// memory or the chunk files (blocking when a file is read).
-    fn copy_all(
-        &self,
-        guard: &ReadGuard,
-        chunks: &[ChunkRecord],
-        skip: u64,
-        len: usize,
-    ) -> Result<Vec<u8>, CacheError> {
-        let mut out = Vec::with_capacity(len);
-        let mut from = skip;
-        for record in chunks {
-            if out.len() >= len {
-                break;
-            }
-            let take = (u64::from(record.size).saturating_sub(from)).min((len - out.len()) as u64);
-            let take = usize::try_from(take).expect("chunk fits memory");
-            self.copy_out(guard, record, from, take, &mut out)?;
-            from = 0;
-        }
-        Ok(out)
-    }
-
-    fn copy_out(
-        &self,
-        guard: &ReadGuard,
-        record: &ChunkRecord,
-        from: u64,
-        take: usize,
-        out: &mut Vec<u8>,
-    ) -> Result<(), CacheError> {
-        let data = guard
-            .fetched
-            .get(&record.digest)
-            .cloned()
-            .or_else(|| self.hot.lock().expect("hot set lock").get(&record.digest));
-        let start = usize::try_from(from).expect("offset within chunk");
-        if let Some(data) = data {
-            out.extend_from_slice(&data[start..start + take]);
-            return Ok(());
-        }
-        let at = out.len();
-        out.resize(at + take, 0);
-        self.store.read_at(&record.digest, from, &mut out[at..])
-    }
-
     pub(crate) fn enforce_quota(&self) {
         let quota = self.config.quota_bytes;
         self.evict_to(quota);
@@ -453,7 +244,7 @@ impl Inner {
 
     /// [`Inner::enforce_quota`] when over quota: on a blocking thread
     /// when called from the async runtime (eviction deletes files).
-    fn enforce_quota_soon(self: &Arc<Self>) {
+    pub(crate) fn enforce_quota_soon(self: &Arc<Self>) {
         let over = self.ledger.lock().expect("ledger lock").total() > self.config.quota_bytes;
         if !over {
             return;

@@ -12,9 +12,10 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::ahead::Need;
-use crate::cache::{Inner, ReadGuard};
+use crate::cache::Inner;
 use crate::flight::{Claim, FlightGuard, wait};
 use crate::plan::{coalesce, span};
+use crate::read::ReadGuard;
 use crate::{CacheError, ChunkSource};
 
 /// Verified chunks of a run that still have to be stored.

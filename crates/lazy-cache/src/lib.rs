@@ -26,15 +26,17 @@ mod link;
 mod meta_store;
 mod metrics;
 mod plan;
+mod read;
 mod reconcile;
 mod source;
 mod store;
 
 pub use ahead::Agreement;
-pub use cache::{ChunkCache, ReadGuard};
+pub use cache::ChunkCache;
 pub use config::CacheConfig;
 pub use error::CacheError;
 pub use link::ReadAround;
 pub use meta_store::MetaStore;
 pub use metrics::CacheMetrics;
+pub use read::ReadGuard;
 pub use source::{ChunkSource, SourceError};

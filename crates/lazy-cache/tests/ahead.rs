@@ -97,7 +97,7 @@ async fn an_unrelated_guess_waits_until_readers_are_quiet() {
 async fn an_agreement_counts_readers_fetches_inside_and_outside_the_guess() {
     let dir = tempfile::tempdir().unwrap();
     let (cache, _) = open(dir.path(), u64::MAX);
-    let chunks: Vec<Vec<u8>> = (0..30).map(|n| chunk(n, 1000)).collect();
+    let chunks: Vec<Vec<u8>> = (0..40).map(|n| chunk(n, 1000)).collect();
     let blob = Arc::new(MemoryBlob::new(&chunks));
     let source: Arc<dyn ChunkSource> = blob.clone();
     let agreement = cache.watch_guess(blob.records[0..10].iter().map(|r| r.digest));
@@ -105,10 +105,11 @@ async fn an_agreement_counts_readers_fetches_inside_and_outside_the_guess() {
     cache.ensure(&source, &blob.records[0..2]).await.unwrap();
     assert_eq!(agreement.counts(), (2, 0));
     // Guesses do not count: only what readers fetch themselves.
-    cache
-        .fetch_ahead(&source, &blob.records[2..10])
+    let fetched = cache
+        .fetch_guess(&source, &blob.records[2..10], &agreement)
         .await
         .unwrap();
+    assert_eq!(fetched, Some(8), "a right guess is fetched");
     cache.settled().await;
     assert_eq!(agreement.counts(), (2, 0));
     cache.ensure(&source, &blob.records[2..4]).await.unwrap();
@@ -128,6 +129,22 @@ async fn an_agreement_counts_readers_fetches_inside_and_outside_the_guess() {
         !agreement.right(),
         "11 outside against 2 inside: a wrong guess"
     );
+    let requests = blob.request_count();
+    let skipped = cache
+        .fetch_guess(&source, &blob.records[25..30], &agreement)
+        .await
+        .unwrap();
+    assert_eq!(skipped, None, "a wrong guess is dropped");
+    assert_eq!(blob.request_count(), requests, "and fetches nothing");
     drop(agreement);
     cache.ensure(&source, &blob.records[21..22]).await.unwrap();
+
+    // Once wrong, wrong for good: readers that later fetch what the guess
+    // holds do not bring back what was dropped.
+    let agreement = cache.watch_guess(blob.records[35..40].iter().map(|r| r.digest));
+    cache.ensure(&source, &blob.records[22..31]).await.unwrap();
+    assert!(!agreement.right(), "9 outside, none inside");
+    cache.ensure(&source, &blob.records[35..40]).await.unwrap();
+    assert_eq!(agreement.counts(), (5, 9));
+    assert!(!agreement.right(), "still wrong with 5 inside");
 }
