@@ -20,6 +20,19 @@ fn lazyfsd_binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_lazyctl")).with_file_name("lazyfsd")
 }
 
+/// A lazyfsd for the registry `host`, its files in `dir`, with `extra`
+/// config lines; with its config file and socket paths.
+fn start_daemon(dir: &Path, host: &str, extra: &str) -> (DaemonProcess, String, String) {
+    let files = DaemonFiles::write(dir, host, extra);
+    let config = files.config.to_str().unwrap().to_owned();
+    let socket = files.socket.to_str().unwrap().to_owned();
+    (
+        DaemonProcess::start(&lazyfsd_binary(), files),
+        config,
+        socket,
+    )
+}
+
 /// The sample image (two layers, every entry kind) whose command is `cmd`.
 fn image_with_cmd(dir: &Path, cmd: &str) {
     let config = serde_json::json!({
@@ -74,9 +87,7 @@ fn privileged_convert_record_lays_the_image_out_in_read_order() {
     );
     let registry = TestRegistry::start().unwrap();
     let host = registry.host();
-    let files = DaemonFiles::write(&work.path().join("rec"), &host, "");
-    let config = files.config.to_str().unwrap().to_owned();
-    let daemon = DaemonProcess::start(&lazyfsd_binary(), files);
+    let (daemon, config, _) = start_daemon(&work.path().join("rec"), &host, "");
     let image = format!("{host}/sample:lazy");
     let src_ref = format!("oci:{}:v1", src.display());
     let out = lazyctl_ok(&[
@@ -136,9 +147,8 @@ fn privileged_convert_record_lays_the_image_out_in_read_order() {
 
     // The record moved with the image: a fresh host prefetches it, and the
     // command then fetches nothing more.
-    let files = DaemonFiles::write(&work.path().join("fresh"), &host, "prefetch = \"record\"");
-    let socket = files.socket.to_str().unwrap().to_owned();
-    let _daemon = DaemonProcess::start(&lazyfsd_binary(), files);
+    let (_daemon, _, socket) =
+        start_daemon(&work.path().join("fresh"), &host, "prefetch = \"record\"");
     let paths = lazyctl_ok(&["attach", "--socket", &socket, &image]);
     let fetched = || -> u64 {
         let stats = lazyctl_ok(&["cache", "stats", "--json", "--socket", &socket]);
@@ -209,9 +219,7 @@ fn privileged_record_add_merges_two_commands() {
         &src_ref,
         &image,
     ]);
-    let files = DaemonFiles::write(&work.path().join("rec"), &host, "");
-    let config = files.config.to_str().unwrap().to_owned();
-    let daemon = DaemonProcess::start(&lazyfsd_binary(), files);
+    let (daemon, config, _) = start_daemon(&work.path().join("rec"), &host, "");
     let record = |add: bool, cmd: &str| {
         let mut args = vec!["record", "--config", &config];
         if add {
@@ -233,9 +241,8 @@ fn privileged_record_add_merges_two_commands() {
     assert!(a > 80 && merged > a && merged < a + b, "{first}{second}");
 
     // Both commands' files are prefetched on a fresh host.
-    let files = DaemonFiles::write(&work.path().join("fresh"), &host, "prefetch = \"record\"");
-    let socket = files.socket.to_str().unwrap().to_owned();
-    let _daemon = DaemonProcess::start(&lazyfsd_binary(), files);
+    let (_daemon, _, socket) =
+        start_daemon(&work.path().join("fresh"), &host, "prefetch = \"record\"");
     let paths = lazyctl_ok(&["attach", "--socket", &socket, &image]);
     let stats = || -> serde_json::Value {
         serde_json::from_str(&lazyctl_ok(&[
@@ -273,9 +280,7 @@ fn privileged_record_timeout_stops_a_command_that_ignores_sigterm() {
     );
     let registry = TestRegistry::start().unwrap();
     let host = registry.host();
-    let files = DaemonFiles::write(&work.path().join("rec"), &host, "");
-    let config = files.config.to_str().unwrap().to_owned();
-    let _daemon = DaemonProcess::start(&lazyfsd_binary(), files);
+    let (_daemon, config, _) = start_daemon(&work.path().join("rec"), &host, "");
     let image = format!("{host}/server:lazy");
     let started = Instant::now();
     let out = common::lazyctl(&[

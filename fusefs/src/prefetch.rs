@@ -1,5 +1,6 @@
-//! Fetching ahead of readers: a recorded startup set first, all at once and
-//! in parallel; optionally the rest of the image, one batch at a time.
+//! Fetching ahead of readers: a recorded startup set first, in read order
+//! and as far ahead as readers follow it; optionally the rest of the
+//! image, one batch at a time.
 
 use std::sync::Arc;
 
@@ -21,7 +22,9 @@ const WAVES_IN_FLIGHT: usize = 4;
 /// order they were first read: cut into waves of about `WAVE_BYTES`,
 /// `WAVES_IN_FLIGHT` at a time, each wave coalesced by the cache. Fetching
 /// everything at once would share the link evenly and make the first reads
-/// wait for the whole set. Returns chunks fetched or found.
+/// wait for the whole set. Waves go as far ahead as readers follow the
+/// record and stop once they disagree with it (see
+/// [`ChunkCache::fetch_guess`]). Returns chunks fetched or found.
 pub async fn prefetch_record(
     cache: &ChunkCache,
     layers: &[Arc<AttachedLayer>],
@@ -39,14 +42,26 @@ pub async fn prefetch_record(
         return 0;
     }
     let waves = waves(layers, record);
-    let agreement = cache.watch_guess(waves.iter().flat_map(|(_, w)| w.iter().map(|c| c.digest)));
-    let fetched: Vec<usize> = stream::iter(waves)
+    let agreement = cache.watch_guess(waves.iter().flat_map(|(_, w)| w.iter()));
+    let mut at = 0;
+    let waves: Vec<_> = waves
+        .into_iter()
         .map(|(layer, wanted)| {
+            let start = at;
+            at += wanted.iter().map(|c| u64::from(c.stored_len)).sum::<u64>();
+            (layer, wanted, start)
+        })
+        .collect();
+    let fetched: Vec<usize> = stream::iter(waves)
+        .map(|(layer, wanted, at)| {
             let (cache, agreement) = (cache.clone(), Arc::clone(&agreement));
             async move {
-                // A record of another command is dropped once readers
-                // disagree with it (see lazy_cache::Agreement).
-                match cache.fetch_guess(&layer.source, &wanted, &agreement).await {
+                // Only as far ahead as readers follow, and dropped once
+                // they disagree (see lazy_cache::Agreement).
+                match cache
+                    .fetch_guess(&layer.source, &wanted, &agreement, at)
+                    .await
+                {
                     Ok(Some(_)) => wanted.len(),
                     Ok(None) => 0,
                     Err(e) => {
@@ -63,7 +78,8 @@ pub async fn prefetch_record(
     tracing::debug!(
         inside,
         outside,
-        "readers' own fetches, inside and outside the record"
+        followed = agreement.followed(),
+        "readers' own fetches, inside and outside the record; bytes of it read"
     );
     fetched.into_iter().sum()
 }

@@ -10,15 +10,18 @@
 //! (a reader joining a guessed chunk's fetch does not count, so a right
 //! record is not held back). Once readers disagree with a record, the rest
 //! of it is dropped: on a link that bytes fill, fetching it even while
-//! readers pause delays their next miss. What a wrong record fetched before
-//! readers disagreed still costs its bytes.
+//! readers pause delays their next miss. And a record runs ahead of readers
+//! only as far as they follow it: [`HEAD_START`] bytes before any read,
+//! then twice what readers have read of it, so that a record of another
+//! command costs little before readers disagree, and a right one stays
+//! ahead of them.
 
-use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use lazy_format::{ChunkDigest, ChunkRecord};
 
@@ -91,14 +94,26 @@ impl Drop for DemandGuard<'_> {
 /// a right record misses a few (its last chunks, files named per run).
 const WRONG_AFTER: usize = 8;
 
+/// Stored bytes of a guess fetched before readers read any of it.
+pub const HEAD_START: u64 = 4 << 20;
+
+/// How long a guess waits for readers to follow it before it goes on
+/// when they are quiet: a process may compute for a while between reads.
+const FOLLOW_WAIT: Duration = Duration::from_secs(1);
+
 /// How readers agree with a guess (a set of chunks): how many chunks they
-/// had to fetch themselves that the guess holds, and that it does not.
+/// had to fetch themselves that the guess holds, and that it does not, and
+/// how many bytes of it they read.
 #[derive(Debug)]
 pub struct Agreement {
-    guessed: HashSet<ChunkDigest>,
+    /// Each guessed chunk's stored size, and whether a reader read it.
+    guessed: HashMap<ChunkDigest, (u64, AtomicBool)>,
     inside: AtomicUsize,
     outside: AtomicUsize,
     wrong: AtomicBool,
+    /// Stored bytes of the guessed chunks readers read.
+    followed: AtomicU64,
+    progress: Notify,
 }
 
 impl Agreement {
@@ -123,20 +138,55 @@ impl Agreement {
             self.outside.load(Ordering::Relaxed),
         )
     }
+
+    /// Stored bytes of the guess readers have read.
+    pub fn followed(&self) -> u64 {
+        self.followed.load(Ordering::Relaxed)
+    }
+
+    /// Counts a reader's read of `digest`.
+    fn follow(&self, digest: &ChunkDigest) {
+        if let Some((size, read)) = self.guessed.get(digest)
+            && !read.swap(true, Ordering::Relaxed)
+        {
+            self.followed.fetch_add(*size, Ordering::Relaxed);
+            self.progress.notify_waiters();
+        }
+    }
+
+    /// Waits until the part of the guess starting `at` stored bytes into it
+    /// may go: readers follow the guess far enough (see the module doc), or
+    /// have not followed it further for [`FOLLOW_WAIT`]. Returns whether
+    /// they follow.
+    async fn reached(&self, at: u64) -> bool {
+        loop {
+            let progress = self.progress.notified();
+            tokio::pin!(progress);
+            progress.as_mut().enable();
+            if at < HEAD_START + 2 * self.followed() {
+                return true;
+            }
+            if tokio::time::timeout(FOLLOW_WAIT, progress).await.is_err() {
+                return false;
+            }
+        }
+    }
 }
 
 /// The agreements being watched.
 #[derive(Debug, Default)]
-pub(crate) struct Agreements(Mutex<Vec<Weak<Agreement>>>);
+pub(crate) struct Agreements {
+    list: Mutex<Vec<Weak<Agreement>>>,
+    /// Whether the list may hold a live one: spares cached reads the lock.
+    any: AtomicBool,
+}
 
 impl Agreements {
     /// Counts readers' own fetches of `digests` in every live agreement.
     pub(crate) fn note(&self, digests: impl Iterator<Item = ChunkDigest> + Clone) {
-        let mut list = self.0.lock().expect("agreements lock");
-        list.retain(|a| a.strong_count() > 0);
-        for agreement in list.iter().filter_map(Weak::upgrade) {
+        for agreement in self.live() {
             for digest in digests.clone() {
-                let counter = match agreement.guessed.contains(&digest) {
+                let counter = match agreement.guessed.contains_key(&digest) {
                     true => &agreement.inside,
                     false => &agreement.outside,
                 };
@@ -144,21 +194,60 @@ impl Agreements {
             }
         }
     }
+
+    /// Counts readers' reads of `digests` (cached, joined or fetched).
+    pub(crate) fn note_read(&self, digests: impl Iterator<Item = ChunkDigest> + Clone) {
+        if !self.any.load(Ordering::Relaxed) {
+            return;
+        }
+        for agreement in self.live() {
+            digests.clone().for_each(|d| agreement.follow(&d));
+        }
+    }
+
+    fn live(&self) -> Vec<Arc<Agreement>> {
+        let mut list = self.list.lock().expect("agreements lock");
+        list.retain(|a| a.strong_count() > 0);
+        self.any.store(!list.is_empty(), Ordering::Relaxed);
+        list.iter().filter_map(Weak::upgrade).collect()
+    }
+
+    fn watch(&self, agreement: &Arc<Agreement>) {
+        let mut list = self.list.lock().expect("agreements lock");
+        list.push(Arc::downgrade(agreement));
+        self.any.store(true, Ordering::Relaxed);
+    }
 }
 
 impl ChunkCache {
     /// Starts counting how readers agree with a guess of `chunks`, for as
     /// long as the returned agreement lives.
-    pub fn watch_guess(&self, chunks: impl IntoIterator<Item = ChunkDigest>) -> Arc<Agreement> {
+    pub fn watch_guess<'a>(
+        &self,
+        chunks: impl IntoIterator<Item = &'a ChunkRecord>,
+    ) -> Arc<Agreement> {
+        let guessed = chunks
+            .into_iter()
+            .map(|c| (c.digest, (u64::from(c.stored_len), AtomicBool::new(false))))
+            .collect();
         let agreement = Arc::new(Agreement {
-            guessed: chunks.into_iter().collect(),
+            guessed,
             inside: AtomicUsize::new(0),
             outside: AtomicUsize::new(0),
             wrong: AtomicBool::new(false),
+            followed: AtomicU64::new(0),
+            progress: Notify::new(),
         });
-        let mut list = self.inner.agreements.0.lock().expect("agreements lock");
-        list.push(Arc::downgrade(&agreement));
+        self.inner.agreements.watch(&agreement);
         agreement
+    }
+
+    /// Counts a read of `chunks` that did not reach this cache (a
+    /// passthrough open of their file) as readers following any guess.
+    pub fn note_read(&self, chunks: &[ChunkRecord]) {
+        self.inner
+            .agreements
+            .note_read(chunks.iter().map(|c| c.digest));
     }
 
     /// Fetches those of `chunks` (one blob's) that are neither cached nor
@@ -169,13 +258,17 @@ impl ChunkCache {
         source: &Arc<dyn ChunkSource>,
         chunks: &[ChunkRecord],
     ) -> Result<usize, CacheError> {
-        let _slot = self
-            .inner
+        let _slot = self.ahead_slot().await;
+        self.fetch_absent(source, chunks).await
+    }
+
+    /// One of the fetch slots guesses may hold.
+    async fn ahead_slot(&self) -> tokio::sync::SemaphorePermit<'_> {
+        self.inner
             .ahead_slots
             .acquire()
             .await
-            .expect("fetch-ahead semaphore never closed");
-        self.fetch_absent(source, chunks).await
+            .expect("fetch-ahead semaphore never closed")
     }
 
     /// Fetches those of `chunks` neither cached nor being fetched, as a
@@ -194,21 +287,23 @@ impl ChunkCache {
             .map(|_| absent.len())
     }
 
-    /// [`ChunkCache::fetch_ahead`] while readers agree with the guess
-    /// `agreement` watches, judged once a fetch slot is free (just before
-    /// the chunks are claimed); `None`, fetching nothing, once they do not.
+    /// [`ChunkCache::fetch_ahead`] of the part of a guess starting `at`
+    /// stored bytes into it, once readers follow the guess that far, and
+    /// while they agree with it, judged once a fetch slot is free (just
+    /// before the chunks are claimed); `None`, fetching nothing, once they
+    /// do not agree. Readers that stop following leave it to when they are
+    /// quiet.
     pub async fn fetch_guess(
         &self,
         source: &Arc<dyn ChunkSource>,
         chunks: &[ChunkRecord],
         agreement: &Agreement,
+        at: u64,
     ) -> Result<Option<usize>, CacheError> {
-        let _slot = self
-            .inner
-            .ahead_slots
-            .acquire()
-            .await
-            .expect("fetch-ahead semaphore never closed");
+        if !agreement.reached(at).await {
+            self.inner.demand.quiet().await;
+        }
+        let _slot = self.ahead_slot().await;
         if !agreement.right() {
             return Ok(None);
         }

@@ -31,7 +31,7 @@ mod reconcile;
 mod source;
 mod store;
 
-pub use ahead::Agreement;
+pub use ahead::{Agreement, HEAD_START};
 pub use cache::ChunkCache;
 pub use config::CacheConfig;
 pub use error::CacheError;

@@ -118,6 +118,9 @@ impl ChunkCache {
         }
         let hits = u64::try_from(chunks.len()).unwrap_or(u64::MAX);
         self.inner.metrics.hits.inc_by(hits);
+        self.inner
+            .agreements
+            .note_read(chunks.iter().map(|c| c.digest));
         Some(self.inner.copy_all(&guard, chunks, skip, len))
     }
 
@@ -139,6 +142,10 @@ impl ChunkCache {
         chunks: &[ChunkRecord],
         need: Need,
     ) -> Result<ReadGuard, CacheError> {
+        if need == Need::Demand {
+            let digests = chunks.iter().map(|c| c.digest);
+            self.inner.agreements.note_read(digests);
+        }
         let mut guard = ReadGuard::new(&self.inner);
         let mut wanted: Vec<ChunkRecord> = Vec::new();
         let mut seen = HashSet::new();

@@ -8,7 +8,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lazy_cache::ChunkSource;
+use lazy_cache::{ChunkSource, HEAD_START};
 
 use common::*;
 
@@ -100,13 +100,13 @@ async fn an_agreement_counts_readers_fetches_inside_and_outside_the_guess() {
     let chunks: Vec<Vec<u8>> = (0..40).map(|n| chunk(n, 1000)).collect();
     let blob = Arc::new(MemoryBlob::new(&chunks));
     let source: Arc<dyn ChunkSource> = blob.clone();
-    let agreement = cache.watch_guess(blob.records[0..10].iter().map(|r| r.digest));
+    let agreement = cache.watch_guess(&blob.records[0..10]);
     assert!(agreement.right(), "nothing fetched yet");
     cache.ensure(&source, &blob.records[0..2]).await.unwrap();
     assert_eq!(agreement.counts(), (2, 0));
     // Guesses do not count: only what readers fetch themselves.
     let fetched = cache
-        .fetch_guess(&source, &blob.records[2..10], &agreement)
+        .fetch_guess(&source, &blob.records[2..10], &agreement, 0)
         .await
         .unwrap();
     assert_eq!(fetched, Some(8), "a right guess is fetched");
@@ -131,7 +131,7 @@ async fn an_agreement_counts_readers_fetches_inside_and_outside_the_guess() {
     );
     let requests = blob.request_count();
     let skipped = cache
-        .fetch_guess(&source, &blob.records[25..30], &agreement)
+        .fetch_guess(&source, &blob.records[25..30], &agreement, 0)
         .await
         .unwrap();
     assert_eq!(skipped, None, "a wrong guess is dropped");
@@ -141,10 +141,63 @@ async fn an_agreement_counts_readers_fetches_inside_and_outside_the_guess() {
 
     // Once wrong, wrong for good: readers that later fetch what the guess
     // holds do not bring back what was dropped.
-    let agreement = cache.watch_guess(blob.records[35..40].iter().map(|r| r.digest));
+    let agreement = cache.watch_guess(&blob.records[35..40]);
     cache.ensure(&source, &blob.records[22..31]).await.unwrap();
     assert!(!agreement.right(), "9 outside, none inside");
     cache.ensure(&source, &blob.records[35..40]).await.unwrap();
     assert_eq!(agreement.counts(), (5, 9));
     assert!(!agreement.right(), "still wrong with 5 inside");
+}
+
+#[tokio::test]
+async fn a_guess_runs_ahead_only_as_far_as_readers_follow_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cache, _) = open(dir.path(), u64::MAX);
+    let chunks: Vec<Vec<u8>> = (0..8).map(|n| chunk(n, 1000)).collect();
+    let blob = Arc::new(MemoryBlob::new(&chunks));
+    let source: Arc<dyn ChunkSource> = blob.clone();
+    let agreement = cache.watch_guess(&blob.records);
+    // The head start goes at once.
+    let first = cache.fetch_guess(&source, &blob.records[0..2], &agreement, 0);
+    assert_eq!(first.await.unwrap(), Some(2));
+    // A part beyond it waits until readers have read some of the guess.
+    let later = {
+        let (cache, source, agreement) =
+            (cache.clone(), Arc::clone(&source), Arc::clone(&agreement));
+        let wanted = blob.records[4..6].to_vec();
+        tokio::spawn(async move {
+            let fetched = cache
+                .fetch_guess(&source, &wanted, &agreement, HEAD_START)
+                .await;
+            (fetched.unwrap(), Instant::now())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!later.is_finished(), "nobody has read the guess yet");
+    assert_eq!(blob.request_count(), 1);
+    let read_at = Instant::now();
+    cache
+        .read(&source, &blob.records[0..1], 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(agreement.followed(), u64::from(blob.records[0].stored_len));
+    let (fetched, done) = later.await.unwrap();
+    assert_eq!(fetched, Some(2));
+    assert!(
+        done - read_at < Duration::from_millis(200),
+        "{:?}",
+        done - read_at
+    );
+
+    // Readers that stop following leave the rest until they are quiet
+    // (here: at once) after a second.
+    let started = Instant::now();
+    let rest = cache.fetch_guess(&source, &blob.records[6..8], &agreement, 10 * HEAD_START);
+    assert_eq!(rest.await.unwrap(), Some(2));
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(blob.request_count(), 3);
 }

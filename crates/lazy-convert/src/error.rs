@@ -69,6 +69,24 @@ pub enum ConvertError {
     },
 }
 
+impl ConvertError {
+    /// A [`ConvertError::Read`] of `layer`, for `map_err`.
+    pub(crate) fn read(layer: &str) -> impl Fn(std::io::Error) -> Self + Copy + '_ {
+        move |source| Self::Read {
+            layer: layer.to_owned(),
+            source,
+        }
+    }
+
+    /// A [`ConvertError::Write`] of `layer`, for `map_err`.
+    pub(crate) fn write(layer: &str) -> impl Fn(std::io::Error) -> Self + Copy + '_ {
+        move |source| Self::Write {
+            layer: layer.to_owned(),
+            source,
+        }
+    }
+}
+
 /// Shorthand for results of this crate.
 pub type Result<T, E = ConvertError> = std::result::Result<T, E>;
 

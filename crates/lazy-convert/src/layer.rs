@@ -70,10 +70,7 @@ pub fn convert_layer<R: Read, W: Write + Send>(
         // before its digest is checked at the end: if the rest of the stream
         // fails verification, that is the error worth reporting.
         if let Err(source) = io::copy(&mut input, &mut io::sink()) {
-            return Err(ConvertError::Read {
-                layer: layer.to_owned(),
-                source,
-            });
+            return Err(ConvertError::read(layer)(source));
         }
     }
     result
@@ -85,14 +82,8 @@ fn convert_stream<R: Read, W: Write + Send>(
     opts: &ConvertOptions,
     layer: &str,
 ) -> Result<ConvertedLayer> {
-    let read_err = |source| ConvertError::Read {
-        layer: layer.to_owned(),
-        source,
-    };
-    let write_err = |source| ConvertError::Write {
-        layer: layer.to_owned(),
-        source,
-    };
+    let read_err = ConvertError::read(layer);
+    let write_err = ConvertError::write(layer);
     let (_, tar_stream) = decompress(input).map_err(read_err)?;
     let out = HashingWriter::new(out);
 
@@ -134,10 +125,7 @@ fn finish_blob<W: Write>(
     })?;
     out.write_all(&tail.bytes)
         .and_then(|()| out.inner.flush())
-        .map_err(|source| ConvertError::Write {
-            layer: layer.to_owned(),
-            source,
-        })?;
+        .map_err(ConvertError::write(layer))?;
     let (digest, size) = out.finish();
     Ok(ConvertedLayer {
         digest,
@@ -157,10 +145,7 @@ fn read_tar<'s, W: Write + Send + 's>(
     opts: &ConvertOptions,
     layer: &str,
 ) -> Result<LayerTree> {
-    let read_err = |source| ConvertError::Read {
-        layer: layer.to_owned(),
-        source,
-    };
+    let read_err = ConvertError::read(layer);
     let mut archive = tar::Archive::new(tar_stream);
     let mut tree = LayerTree::default();
     let mut buf = vec![0u8; opts.chunk_size as usize];

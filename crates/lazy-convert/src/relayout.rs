@@ -53,14 +53,8 @@ pub fn relayout_layer<W: Write>(
     out: W,
     layer: &str,
 ) -> Result<ConvertedLayer> {
-    let read_err = |source| ConvertError::Read {
-        layer: layer.to_owned(),
-        source,
-    };
-    let write_err = |source| ConvertError::Write {
-        layer: layer.to_owned(),
-        source,
-    };
+    let read_err = ConvertError::read(layer);
+    let write_err = ConvertError::write(layer);
     let mut out = HashingWriter::new(out);
     let mut relaid = meta.clone();
     let mut buf = Vec::new();

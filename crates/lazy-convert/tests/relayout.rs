@@ -5,6 +5,7 @@ use std::io::Write;
 
 use lazy_convert::{ConvertOptions, chunk_order, convert_layer, relayout_layer};
 use lazy_format::{EntryKind, LayerMeta, decode_chunk, verify_blob};
+use lazy_testkit::images::noise;
 
 fn tar_of(files: &[(&str, Vec<u8>)]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
@@ -20,18 +21,6 @@ fn tar_of(files: &[(&str, Vec<u8>)]) -> Vec<u8> {
         b.append(&h, &data[..]).unwrap();
     }
     b.into_inner().unwrap()
-}
-
-fn noise(seed: u32, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(2_654_435_761) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x.to_le_bytes()[0]
-        })
-        .collect()
 }
 
 fn file_bytes(blob: &[u8], meta: &LayerMeta, path: &[u8]) -> Vec<u8> {
@@ -58,10 +47,10 @@ fn chunks_of(meta: &LayerMeta, path: &[u8]) -> Vec<u32> {
 #[test]
 fn recorded_chunks_come_first_and_files_read_back() {
     let files: Vec<(&str, Vec<u8>)> = vec![
-        ("a", noise(1, 200_000)),
-        ("b", noise(2, 10_000)),
-        ("c", noise(3, 150_000)),
-        ("d", noise(1, 200_000)), // the same chunks as "a"
+        ("a", noise(200_000, 1)),
+        ("b", noise(10_000, 2)),
+        ("c", noise(150_000, 3)),
+        ("d", noise(200_000, 1)), // the same chunks as "a"
     ];
     let tar = tar_of(&files);
     let opts = ConvertOptions {

@@ -80,15 +80,19 @@ impl LazyFuse {
     /// chunks, all cached but not yet copied, is queued for the copy.
     fn backing_file(&self, ino: u64) -> Option<std::path::PathBuf> {
         let chunks = self.file_chunks(ino)?;
-        if let [only] = chunks.as_slice() {
-            return self
-                .cache
-                .contains(&only.digest)
-                .then(|| self.cache.chunk_path(&only.digest));
-        }
-        let path = self.cache.assembled(&chunks);
-        if path.is_none() {
-            self.cache.assemble_later(&chunks);
+        let path = match chunks.as_slice() {
+            [only] => {
+                (self.cache.contains(&only.digest)).then(|| self.cache.chunk_path(&only.digest))
+            }
+            _ => self.cache.assembled(&chunks),
+        };
+        match path {
+            // Its reads will not reach lazyfsd: count them now.
+            Some(_) => self.cache.note_read(&chunks),
+            None if chunks.len() > 1 => {
+                self.cache.assemble_later(&chunks);
+            }
+            None => {}
         }
         path
     }
