@@ -12,9 +12,9 @@
 //! of it is dropped: on a link that bytes fill, fetching it even while
 //! readers pause delays their next miss. And a record runs ahead of readers
 //! only as far as they follow it: [`HEAD_START`] bytes before any read,
-//! then twice what readers have read of it, so that a record of another
-//! command costs little before readers disagree, and a right one stays
-//! ahead of them.
+//! plus twice what readers have read of it, less twice what they had to
+//! fetch outside it, so that a record of another command costs little
+//! before readers disagree, and a right one stays ahead of them.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -95,7 +95,7 @@ impl Drop for DemandGuard<'_> {
 const WRONG_AFTER: usize = 8;
 
 /// Stored bytes of a guess fetched before readers read any of it.
-pub const HEAD_START: u64 = 4 << 20;
+pub const HEAD_START: u64 = 1 << 20;
 
 /// How long a guess waits for readers to follow it before it goes on
 /// when they are quiet: a process may compute for a while between reads.
@@ -113,6 +113,8 @@ pub struct Agreement {
     wrong: AtomicBool,
     /// Stored bytes of the guessed chunks readers read.
     followed: AtomicU64,
+    /// Stored bytes readers had to fetch themselves outside the guess.
+    missed: AtomicU64,
     progress: Notify,
 }
 
@@ -144,6 +146,11 @@ impl Agreement {
         self.followed.load(Ordering::Relaxed)
     }
 
+    /// Stored bytes readers had to fetch themselves outside the guess.
+    pub fn missed(&self) -> u64 {
+        self.missed.load(Ordering::Relaxed)
+    }
+
     /// Counts a reader's read of `digest`.
     fn follow(&self, digest: &ChunkDigest) {
         if let Some((size, read)) = self.guessed.get(digest)
@@ -163,7 +170,8 @@ impl Agreement {
             let progress = self.progress.notified();
             tokio::pin!(progress);
             progress.as_mut().enable();
-            if at < HEAD_START + 2 * self.followed() {
+            let reach = (HEAD_START + 2 * self.followed()).saturating_sub(2 * self.missed());
+            if at < reach {
                 return true;
             }
             if tokio::time::timeout(FOLLOW_WAIT, progress).await.is_err() {
@@ -182,15 +190,17 @@ pub(crate) struct Agreements {
 }
 
 impl Agreements {
-    /// Counts readers' own fetches of `digests` in every live agreement.
-    pub(crate) fn note(&self, digests: impl Iterator<Item = ChunkDigest> + Clone) {
+    /// Counts readers' own fetches of `chunks` in every live agreement.
+    pub(crate) fn note(&self, chunks: impl Iterator<Item = ChunkRecord> + Clone) {
         for agreement in self.live() {
-            for digest in digests.clone() {
-                let counter = match agreement.guessed.contains_key(&digest) {
-                    true => &agreement.inside,
-                    false => &agreement.outside,
-                };
-                counter.fetch_add(1, Ordering::Relaxed);
+            for chunk in chunks.clone() {
+                if agreement.guessed.contains_key(&chunk.digest) {
+                    agreement.inside.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    agreement.outside.fetch_add(1, Ordering::Relaxed);
+                    let size = u64::from(chunk.stored_len);
+                    agreement.missed.fetch_add(size, Ordering::Relaxed);
+                }
             }
         }
     }
@@ -236,6 +246,7 @@ impl ChunkCache {
             outside: AtomicUsize::new(0),
             wrong: AtomicBool::new(false),
             followed: AtomicU64::new(0),
+            missed: AtomicU64::new(0),
             progress: Notify::new(),
         });
         self.inner.agreements.watch(&agreement);

@@ -74,7 +74,7 @@ impl Inner {
             }
         }
         let _busy = (need == Need::Demand && !mine.is_empty()).then(|| {
-            self.agreements.note(mine.iter().map(|(r, _)| r.digest));
+            self.agreements.note(mine.iter().map(|(r, _)| *r));
             self.demand.busy()
         });
         mine.sort_by_key(|(r, _)| r.offset);

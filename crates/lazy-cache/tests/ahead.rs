@@ -201,3 +201,34 @@ async fn a_guess_runs_ahead_only_as_far_as_readers_follow_it() {
     );
     assert_eq!(blob.request_count(), 3);
 }
+
+#[tokio::test]
+async fn readers_fetching_outside_a_guess_hold_it_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cache, _) = open(dir.path(), u64::MAX);
+    let chunks: Vec<Vec<u8>> = (0..8).map(|n| chunk(n, 1000)).collect();
+    let blob = Arc::new(MemoryBlob::new(&chunks));
+    let source: Arc<dyn ChunkSource> = blob.clone();
+    let agreement = cache.watch_guess(&blob.records[0..4]);
+    // Readers follow the guess a little, and fetch more outside it.
+    cache
+        .read(&source, &blob.records[0..1], 0, 10)
+        .await
+        .unwrap();
+    cache
+        .read(&source, &blob.records[4..6], 0, 10)
+        .await
+        .unwrap();
+    let followed = agreement.followed();
+    assert_eq!(followed, u64::from(blob.records[0].stored_len));
+    assert!(agreement.missed() > followed, "{}", agreement.missed());
+    // The head start no longer reaches a part just inside it.
+    let started = Instant::now();
+    let part = cache.fetch_guess(&source, &blob.records[1..2], &agreement, HEAD_START - 1);
+    assert_eq!(part.await.unwrap(), Some(1));
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "waited for readers: {:?}",
+        started.elapsed()
+    );
+}
