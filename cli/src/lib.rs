@@ -14,6 +14,7 @@ pub mod inspect;
 pub mod lazyrun;
 pub mod podman;
 pub mod progress;
+pub mod publish;
 pub mod record;
 pub mod registry_args;
 pub mod relayout;

@@ -1,5 +1,6 @@
 //! Wiring: cache, registry client, FUSE session, control socket, metrics.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,13 +8,34 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use fuser::{Config, MountOption, SessionACL};
 use lazy_cache::{CacheConfig, CacheMetrics, ChunkCache, ReadAround};
+use lazy_cas::{CasClient, CasOptions};
 use lazy_oci::{ClientOptions, RegistryClient};
 
 use lazy_control::{ControlClient, DaemonConfig};
 
 use crate::fuse::LazyFuse;
 use crate::fuse::passthrough::BackingTable;
+use crate::source::Stores;
 use crate::state::{DaemonState, StateParts};
+
+/// The configured HTTP stores, sharing the registry client's proxies.
+fn open_stores(config: &DaemonConfig, client: &RegistryClient) -> anyhow::Result<Stores> {
+    let mut stores = HashMap::new();
+    for (name, store) in &config.stores {
+        let options = CasOptions {
+            name: name.clone(),
+            urls: store.urls.clone(),
+            timeout: Duration::from_secs(config.registry.timeout_secs.max(1)),
+            retries: config.registry.retries,
+            backoff: Duration::from_secs(config.proxy.backoff_secs),
+            parallel: config.max_concurrent_fetches.max(1),
+        };
+        let cas =
+            CasClient::new(options, client.routes()).with_context(|| format!("store {name}"))?;
+        stores.insert(name.clone(), cas);
+    }
+    Ok(Stores::new(stores))
+}
 
 /// Runs lazyfsd until SIGINT or SIGTERM; calls `ready` once the mount and
 /// the control socket are up.
@@ -53,12 +75,16 @@ pub fn run(config: &DaemonConfig, ready: impl FnOnce()) -> anyhow::Result<()> {
         retries: config.registry.retries,
         docker_config: config.registry.docker_config.clone(),
         mirrors: config.registry.mirrors.clone().into_iter().collect(),
+        proxies: config.proxy.servers.clone(),
+        proxy_backoff: Duration::from_secs(config.proxy.backoff_secs),
         ..ClientOptions::default()
     })?;
+    let stores = open_stores(config, &client)?;
     let parts = StateParts {
         cache: cache.clone(),
         metrics,
         client,
+        stores,
         attached_gauge,
         prefetch_default: config.prefetch,
     };

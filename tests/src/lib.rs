@@ -4,6 +4,7 @@
 
 pub mod containerd;
 pub mod daemon;
+pub mod http;
 pub mod images;
 pub mod layout;
 pub mod podman;

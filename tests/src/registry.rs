@@ -249,7 +249,8 @@ impl Drop for TestRegistry {
 }
 
 /// A port that was free a moment ago (bound to port 0, then released).
-fn free_port() -> anyhow::Result<u16> {
+/// A loopback port free right now.
+pub fn free_port() -> anyhow::Result<u16> {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("binding a free port")?;
     Ok(listener.local_addr()?.port())
 }

@@ -4,8 +4,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use lazy_cli::{
-    container_cmds, containerd_cmds, convert, daemon_cmds, init_logging, inspect, podman, record,
-    relayout, unpack,
+    container_cmds, containerd_cmds, convert, daemon_cmds, init_logging, inspect, podman, publish,
+    record, relayout, unpack,
 };
 
 /// Manage lazyfs lazy images.
@@ -36,6 +36,7 @@ enum Command {
     Cache(daemon_cmds::CacheArgs),
     Record(record::RecordArgs),
     Relayout(relayout::RelayoutArgs),
+    Publish(publish::PublishArgs),
     Pull(containerd_cmds::PullArgs),
     ContainerdConfig(containerd_cmds::ContainerdConfigArgs),
     PodmanSetup(podman::PodmanSetupArgs),
@@ -64,6 +65,7 @@ fn main() -> ExitCode {
             Command::Cache(args) => daemon_cmds::cache(args),
             Command::Record(args) => record::run(args).await,
             Command::Relayout(args) => relayout::run(args).await,
+            Command::Publish(args) => publish::run(args).await,
             Command::Pull(args) => containerd_cmds::pull(args).await,
             Command::ContainerdConfig(args) => containerd_cmds::containerd_config(&args),
             Command::PodmanSetup(args) => podman::podman_setup(&args),

@@ -66,6 +66,12 @@ pub struct DaemonConfig {
     pub prefetch: crate::protocol::PrefetchMode,
     /// Registry settings.
     pub registry: RegistryConfig,
+    /// HTTP proxies for registries and stores.
+    pub proxy: ProxyConfig,
+    /// HTTP content-addressed stores (written by `lazyctl publish`) by
+    /// name: images `NAME/repository:tag` are read from the store, not
+    /// from a registry. A name looks like a host (`cas.example.org`).
+    pub stores: BTreeMap<String, StoreConfig>,
     /// `lazyrun` settings.
     pub run: RunConfig,
 }
@@ -107,6 +113,35 @@ pub struct RegistryConfig {
     pub mirrors: BTreeMap<String, Vec<String>>,
 }
 
+/// Site proxies, tried in order, as CernVM-FS's proxy list.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// `http://host:port` or `DIRECT` (no proxy), in order; empty: the
+    /// environment's `http_proxy`. A proxy that fails is left out for
+    /// `backoff_secs`, and requests go through the next one.
+    pub servers: Vec<String>,
+    /// Seconds a failed proxy (or store URL) is left out.
+    pub backoff_secs: u64,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        Self {
+            servers: Vec::new(),
+            backoff_secs: 60,
+        }
+    }
+}
+
+/// One HTTP content-addressed store.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Its URLs (mirrors of each other), tried in order.
+    pub urls: Vec<String>,
+}
+
 impl Default for DaemonConfig {
     fn default() -> Self {
         Self {
@@ -128,6 +163,8 @@ impl Default for DaemonConfig {
             metrics_address: String::new(),
             prefetch: crate::protocol::PrefetchMode::Record,
             registry: RegistryConfig::default(),
+            proxy: ProxyConfig::default(),
+            stores: BTreeMap::new(),
             run: RunConfig::default(),
         }
     }
@@ -221,7 +258,32 @@ impl DaemonConfig {
                 key: "read_around",
                 message,
             })?;
+        config
+            .check_stores()
+            .map_err(|message| ConfigError::Invalid {
+                path: path.to_owned(),
+                key: "stores",
+                message,
+            })?;
         Ok(config)
+    }
+
+    /// Store names must read as a registry host in a reference, and each
+    /// store needs a URL.
+    fn check_stores(&self) -> Result<(), String> {
+        for (name, store) in &self.stores {
+            let host_like = name.contains('.') || name.contains(':') || name == "localhost";
+            if !host_like || name.contains('/') {
+                return Err(format!(
+                    "{name:?}: a store name looks like a host (\"cas.example.org\"), \
+                     so that image references can start with it"
+                ));
+            }
+            if store.urls.is_empty() {
+                return Err(format!("{name:?} has no urls"));
+            }
+        }
+        Ok(())
     }
 
     /// The quota in bytes.
@@ -297,6 +359,23 @@ mod tests {
             std::fs::write(&path, format!("read_around = \"{bad}\"\n")).unwrap();
             let err = DaemonConfig::load(&path, true).unwrap_err().to_string();
             assert!(err.contains("read_around"), "{bad}: {err}");
+        }
+        std::fs::write(
+            &path,
+            "[proxy]\nservers = [\"http://p1:3128\", \"DIRECT\"]\n\
+             [stores.\"cas.site\"]\nurls = [\"http://a/lazyfs\"]\n",
+        )
+        .unwrap();
+        let config = DaemonConfig::load(&path, true).unwrap();
+        assert_eq!(config.proxy.servers, ["http://p1:3128", "DIRECT"]);
+        assert_eq!(config.stores["cas.site"].urls, ["http://a/lazyfs"]);
+        for bad in [
+            "[stores.site]\nurls = [\"http://a\"]\n",
+            "[stores.\"a.b\"]\n",
+        ] {
+            std::fs::write(&path, bad).unwrap();
+            let err = DaemonConfig::load(&path, true).unwrap_err().to_string();
+            assert!(err.contains("stores"), "{bad}: {err}");
         }
         assert_eq!(
             DaemonConfig::load(&dir.path().join("none.toml"), false).unwrap(),

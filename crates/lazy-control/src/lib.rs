@@ -21,7 +21,9 @@ pub mod size;
 pub mod snapshot_labels;
 
 pub use client::{AttachOptions, ClientError, ControlClient};
-pub use config::{ConfigError, DEFAULT_CONFIG, DaemonConfig, RegistryConfig, RunConfig};
+pub use config::{
+    ConfigError, DEFAULT_CONFIG, DaemonConfig, ProxyConfig, RegistryConfig, RunConfig, StoreConfig,
+};
 pub use error::{ControlError, ErrorKind, ErrorMapping};
 pub use protocol::{
     AttachedImage, LayerInfo, PrefetchMode, PullPolicy, RegistryCredentials, Request, Response,

@@ -1,9 +1,10 @@
-//! One interface over the two places images live: a registry repository or
-//! an OCI image-layout directory.
+//! One interface over the places images live: a registry repository, an
+//! OCI image-layout directory, or an HTTP content-addressed store (read only).
 
 use std::ops::Range;
 use std::path::Path;
 
+use lazy_cas::CasClient;
 use lazy_oci::{
     BlobStream, FetchedManifest, ImageLocation, OciError, OciLayout, Reference, RegistryClient,
 };
@@ -25,6 +26,14 @@ pub enum ImageStore {
         layout: OciLayout,
         /// The image's `ref.name`.
         tag: String,
+    },
+    /// An HTTP content-addressed store (written by `lazyctl publish`); the
+    /// reference's registry is the store's name.
+    Cas {
+        /// The store.
+        client: CasClient,
+        /// The image.
+        reference: Reference,
     },
 }
 
@@ -59,6 +68,16 @@ impl ImageStore {
         match self {
             Self::Registry { client, reference } => client.fetch_manifest(reference).await,
             Self::Layout { layout, tag } => layout.resolve(tag),
+            Self::Cas { client, reference } => {
+                let digest = match &reference.digest {
+                    Some(digest) => digest.clone(),
+                    None => {
+                        let tag = reference.tag_or_digest();
+                        client.resolve_tag(&reference.repository, &tag).await?
+                    }
+                };
+                client.fetch_manifest(&digest).await
+            }
         }
     }
 
@@ -69,6 +88,23 @@ impl ImageStore {
                 client.fetch_blob(reference, digest, max_size).await
             }
             Self::Layout { layout, .. } => layout.read_blob(digest, max_size),
+            Self::Cas { client, .. } => client.blob(digest, max_size).await,
+        }
+    }
+
+    /// The size of a blob if the store has it.
+    pub async fn blob_size(&self, digest: &str) -> Result<Option<u64>, OciError> {
+        match self {
+            Self::Registry { client, reference } => client.blob_exists(reference, digest).await,
+            Self::Layout { layout, .. } => {
+                let path = layout.blob_path(digest)?;
+                match std::fs::metadata(&path) {
+                    Ok(meta) => Ok(Some(meta.len())),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(source) => Err(OciError::Io { path, source }),
+                }
+            }
+            Self::Cas { client, .. } => client.blob_size(digest).await,
         }
     }
 
@@ -82,6 +118,10 @@ impl ImageStore {
                     .await
                     .map_err(|source| OciError::Io { path, source })?;
                 Ok(BlobStream::new(file, digest, size))
+            }
+            Self::Cas { client, .. } => {
+                let bytes = client.read_range(digest, 0..size).await?;
+                Ok(BlobStream::new(std::io::Cursor::new(bytes), digest, size))
             }
         }
     }
@@ -108,6 +148,7 @@ impl ImageStore {
                 file.read_exact(&mut buf).await.map_err(io)?;
                 Ok(buf)
             }
+            Self::Cas { client, .. } => client.read_range(digest, range).await,
         }
     }
 
@@ -119,6 +160,7 @@ impl ImageStore {
                 .await
                 .map(drop),
             Self::Layout { layout, .. } => layout.import_blob_file(digest, path),
+            Self::Cas { client, .. } => Err(read_only(client)),
         }
     }
 
@@ -130,6 +172,7 @@ impl ImageStore {
                 .await
                 .map(drop),
             Self::Layout { layout, .. } => layout.write_blob_bytes(&data).map(drop),
+            Self::Cas { client, .. } => Err(read_only(client)),
         }
     }
 
@@ -140,6 +183,7 @@ impl ImageStore {
                 client.put_manifest(reference, media_type, bytes).await
             }
             Self::Layout { layout, tag } => layout.put_manifest(tag, media_type, &bytes),
+            Self::Cas { client, .. } => Err(read_only(client)),
         }
     }
 
@@ -148,7 +192,14 @@ impl ImageStore {
     pub fn temp_dir(&self) -> std::path::PathBuf {
         match self {
             Self::Layout { layout, .. } => layout.dir().to_path_buf(),
-            Self::Registry { .. } => std::env::temp_dir(),
+            Self::Registry { .. } | Self::Cas { .. } => std::env::temp_dir(),
         }
+    }
+}
+
+fn read_only(client: &CasClient) -> OciError {
+    OciError::Store {
+        store: client.name().to_owned(),
+        reason: "stores are read only here: write them with `lazyctl publish`".into(),
     }
 }

@@ -69,6 +69,20 @@ pub enum OciError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// An HTTP store served something unusable.
+    #[error("store {store}: {reason}")]
+    Store {
+        /// The store's name.
+        store: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A proxy setting is neither a URL nor `DIRECT`.
+    #[error("invalid proxy {proxy:?}: use http://host:port or DIRECT")]
+    InvalidProxy {
+        /// The setting.
+        proxy: String,
+    },
     /// A digest is not `sha256:` followed by 64 lowercase hex digits.
     #[error("invalid digest {digest:?}: {reason}")]
     InvalidDigest {

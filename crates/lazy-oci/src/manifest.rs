@@ -37,6 +37,27 @@ pub struct FetchedManifest {
     pub bytes: Vec<u8>,
 }
 
+impl FetchedManifest {
+    /// A single-platform manifest from its bytes, which hash to `digest`
+    /// (checked); an index is refused. `what` names it in errors.
+    pub fn from_bytes(bytes: Vec<u8>, digest: &str, what: &str) -> Result<Self, OciError> {
+        crate::digest::verify_bytes(what, digest, &bytes)?;
+        let (kind, media_type) = classify(None, &bytes, what)?;
+        if kind == DocumentKind::Index {
+            return Err(OciError::UnsupportedMediaType {
+                reference: what.to_owned(),
+                media_type,
+            });
+        }
+        Ok(Self {
+            manifest: parse_manifest(&bytes, what)?,
+            digest: digest.to_owned(),
+            media_type,
+            bytes,
+        })
+    }
+}
+
 /// Whether a document is a single-platform manifest or an index of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum DocumentKind {

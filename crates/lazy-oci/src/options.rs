@@ -26,6 +26,11 @@ pub struct ClientOptions {
     /// Pull-through mirrors by registry (`docker.io` → `["mirror:5000"]`):
     /// reads try them in order before the registry itself. Pushes never do.
     pub mirrors: HashMap<String, Vec<String>>,
+    /// HTTP proxies, tried in order (`http://host:port`, or `DIRECT` for
+    /// none); empty: the environment's `http_proxy` settings.
+    pub proxies: Vec<String>,
+    /// How long a proxy that failed is left out.
+    pub proxy_backoff: Duration,
 }
 
 impl Default for ClientOptions {
@@ -38,6 +43,8 @@ impl Default for ClientOptions {
             docker_config: None,
             user_agent: concat!("lazyfs/", env!("CARGO_PKG_VERSION")).to_owned(),
             mirrors: HashMap::new(),
+            proxies: Vec::new(),
+            proxy_backoff: Duration::from_secs(60),
         }
     }
 }

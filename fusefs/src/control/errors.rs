@@ -11,7 +11,8 @@ pub(crate) fn oci_kind(e: &OciError) -> ErrorKind {
     match e {
         OciError::InvalidReference { .. }
         | OciError::InvalidLocation { .. }
-        | OciError::InvalidDigest { .. } => ErrorKind::InvalidRequest,
+        | OciError::InvalidDigest { .. }
+        | OciError::InvalidProxy { .. } => ErrorKind::InvalidRequest,
         OciError::Unreachable { .. } | OciError::Transfer { .. } => ErrorKind::Unreachable,
         OciError::ManifestNotFound { .. }
         | OciError::BlobNotFound { .. }
@@ -26,7 +27,8 @@ pub(crate) fn oci_kind(e: &OciError) -> ErrorKind {
         | OciError::TooLarge { .. }
         | OciError::InvalidResponse { .. }
         | OciError::InvalidDocument { .. }
-        | OciError::Layout { .. } => ErrorKind::Corrupt,
+        | OciError::Layout { .. }
+        | OciError::Store { .. } => ErrorKind::Corrupt,
         OciError::UnexpectedStatus { status, .. } => match status {
             404 => ErrorKind::NotFound,
             401 | 403 => ErrorKind::Unauthorized,

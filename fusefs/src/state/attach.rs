@@ -11,8 +11,7 @@ use lazy_control::protocol::{AttachedImage, LayerInfo, PullPolicy, RegistryCrede
 use lazy_control::{ControlError, ErrorKind, PrefetchMode};
 use lazy_format::LAYER_MEDIA_TYPE;
 use lazy_image::{
-    ImageStore, decode_layer_tail, fetch_layer_tail, fetch_lazy_manifest, fetch_prefetch_record,
-    prefetch_tag,
+    decode_layer_tail, fetch_layer_tail, fetch_lazy_manifest, fetch_prefetch_record, prefetch_tag,
 };
 use lazy_oci::spec::Descriptor;
 use lazy_oci::{Reference, RegistryClient};
@@ -69,10 +68,7 @@ impl DaemonState {
         }
         let reference: Reference = image.parse().map_err(|e| invalid_reference(image, e))?;
         let client = self.client_for(&reference, credentials);
-        let store = ImageStore::Registry {
-            client: client.clone(),
-            reference: reference.clone(),
-        };
+        let store = self.stores.image_store(&reference, &client);
         let fail = |e| image_error(e).context(format_args!("attaching {image}"));
         let manifest = fetch_lazy_manifest(&store, image).await.map_err(fail)?;
         let layers: Vec<Descriptor> = manifest.manifest.layers().clone();
@@ -182,10 +178,8 @@ impl DaemonState {
             .iter()
             .filter_map(|d| self.table.by_digest(d.digest().as_ref()))
             .collect();
-        let record_store = ImageStore::Registry {
-            client: client.clone(),
-            reference: reference.with_tag(&prefetch_tag(manifest_digest)),
-        };
+        let record_reference = reference.with_tag(&prefetch_tag(manifest_digest));
+        let record_store = self.stores.image_store(&record_reference, client);
         let (cache, image) = (self.cache.clone(), image.to_owned());
         tokio::spawn(async move {
             match fetch_prefetch_record(&record_store, &image).await {
@@ -250,8 +244,9 @@ impl DaemonState {
         let fetched = match attached || cached.is_some() {
             true => None,
             false => {
-                let size = client
-                    .blob_exists(&reference, digest)
+                let store = self.stores.image_store(&reference, &client);
+                let size = store
+                    .blob_size(digest)
                     .await
                     .map_err(|e| oci_error(&e).context(&context))?
                     .ok_or_else(|| {
@@ -265,10 +260,6 @@ impl DaemonState {
                 })?;
                 let media_type = lazy_oci::spec::MediaType::Other(LAYER_MEDIA_TYPE.to_owned());
                 let desc = Descriptor::new(media_type, size, digest_value);
-                let store = ImageStore::Registry {
-                    client: client.clone(),
-                    reference: reference.clone(),
-                };
                 let tail = fetch_layer_tail(&store, &desc, image)
                     .await
                     .map_err(|e| image_error(e).context(&context))?;

@@ -16,7 +16,7 @@ use lazy_cache::{CacheMetrics, ChunkCache, MetaStore};
 use lazy_control::protocol::{LayerInfo, StatsInfo};
 use lazy_control::{ControlError, ErrorKind, PrefetchMode};
 use lazy_format::{ChunkDigest, LayerMeta, PrefetchRecord};
-use lazy_image::{ImageStore, fetch_lazy_manifest};
+use lazy_image::fetch_lazy_manifest;
 use lazy_oci::{Reference, RegistryClient};
 
 use crate::control::errors::{cache_error, image_error, invalid_reference};
@@ -24,7 +24,7 @@ use crate::fuse::inode::{ROOT_INO, ino_of};
 use crate::fuse::layer::AttachedLayer;
 use crate::fuse::view::LayerTable;
 use crate::recorder::Recorder;
-use crate::source::RegistrySource;
+use crate::source::{BlobSource, Stores};
 use attached::{AttachList, AttachRecord};
 use images::LocalImages;
 
@@ -37,6 +37,8 @@ pub(crate) struct DaemonState {
     /// Cached layer metadata.
     meta_store: MetaStore,
     client: RegistryClient,
+    /// HTTP stores by name.
+    stores: Stores,
     /// Mountpoint (for paths in answers).
     mountpoint: PathBuf,
     /// Attached layers as persisted. Held across slot choice, install and
@@ -66,6 +68,8 @@ pub(crate) struct StateParts {
     pub metrics: CacheMetrics,
     /// The registry client.
     pub client: RegistryClient,
+    /// HTTP stores by name.
+    pub stores: Stores,
     /// Gauge of attached layers.
     pub attached_gauge: prometheus::IntGauge,
     /// Default prefetch mode.
@@ -83,6 +87,7 @@ impl DaemonState {
             metrics: parts.metrics,
             meta_store,
             client: parts.client,
+            stores: parts.stores,
             mountpoint: mountpoint.to_owned(),
             attached: Mutex::new(AttachList::load(cache_dir)),
             notifier: Mutex::new(None),
@@ -178,11 +183,8 @@ impl DaemonState {
             .repository
             .parse()
             .map_err(|e| invalid_reference(&record.repository, e))?;
-        let source = Arc::new(RegistrySource::new(
-            client.clone(),
-            reference,
-            record.digest.clone(),
-        ));
+        let store = self.stores.image_store(&reference, client);
+        let source = Arc::new(BlobSource::new(store, record.digest.clone()));
         let pinned = record.pinned.then(|| chunk_digests(&meta));
         let layer = AttachedLayer::new(record.digest.clone(), record.slot, meta, blob_size, source);
         self.table.insert(Arc::new(layer)).map_err(|slot| {
@@ -249,10 +251,7 @@ impl DaemonState {
     /// Starts recording the chunk reads of an attached image's layers.
     pub async fn record_start(self: &Arc<Self>, image: &str) -> OpResult<()> {
         let reference: Reference = image.parse().map_err(|e| invalid_reference(image, e))?;
-        let store = ImageStore::Registry {
-            client: self.client.clone(),
-            reference,
-        };
+        let store = self.stores.image_store(&reference, &self.client);
         let manifest = fetch_lazy_manifest(&store, image)
             .await
             .map_err(|e| image_error(e).context(format_args!("recording {image}")))?;

@@ -179,11 +179,12 @@ impl RegistryClient {
             attempt += 1;
             let sent = self
                 .inner
-                .http
-                .request(Method::GET, url.clone())
-                .headers(attempt_headers.clone())
-                .timeout(self.inner.opts.timeout)
-                .send()
+                .routes
+                .send(|http| {
+                    http.request(Method::GET, url.clone())
+                        .headers(attempt_headers.clone())
+                        .timeout(self.inner.opts.timeout)
+                })
                 .await;
             match sent {
                 Ok(r) if is_transient_status(r.status()) && attempt < max_attempts => {}

@@ -3,43 +3,10 @@
 //! containerd's `hosts.toml` do). A mirror that fails to answer is skipped
 //! for a while, so that a dead mirror does not slow every chunk fetch.
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 use super::RegistryClient;
 use crate::{OciError, Reference};
-
-/// How long a mirror that failed to answer is left out.
-const MIRROR_BACKOFF: Duration = Duration::from_secs(30);
-
-/// Mirrors that failed recently, until when they are skipped.
-#[derive(Debug, Default)]
-pub(crate) struct MirrorHealth {
-    down_until: Mutex<HashMap<String, Instant>>,
-}
-
-impl MirrorHealth {
-    fn is_down(&self, mirror: &str) -> bool {
-        let mut down = self.down_until.lock().expect("mirror health lock");
-        match down.get(mirror) {
-            Some(until) if *until > Instant::now() => true,
-            Some(_) => {
-                down.remove(mirror);
-                false
-            }
-            None => false,
-        }
-    }
-
-    fn mark_down(&self, mirror: &str) {
-        self.down_until
-            .lock()
-            .expect("mirror health lock")
-            .insert(mirror.to_owned(), Instant::now() + MIRROR_BACKOFF);
-    }
-}
 
 impl RegistryClient {
     /// Runs `read` against each usable mirror of the reference's registry,
@@ -63,7 +30,7 @@ impl RegistryClient {
             .map(Vec::as_slice)
             .unwrap_or_default();
         for mirror in mirrors {
-            if self.inner.mirror_health.is_down(mirror) {
+            if self.inner.mirror_health.down_until(mirror).is_some() {
                 continue;
             }
             let mirrored = Reference {
@@ -76,7 +43,8 @@ impl RegistryClient {
                     tracing::debug!(%mirror, "mirror lacks it: {e}");
                 }
                 Err(e) => {
-                    tracing::warn!(%mirror, "mirror failed, using the next source for {MIRROR_BACKOFF:?}: {e}");
+                    let backoff = self.inner.mirror_health.backoff();
+                    tracing::warn!(%mirror, "mirror failed, using the next source for {backoff:?}: {e}");
                     self.inner.mirror_health.mark_down(mirror);
                 }
             }

@@ -18,11 +18,16 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode, Url};
 
 use crate::docker_config::DockerConfig;
+use crate::down_list::DownList;
+use crate::routes::Routes;
 use crate::{ClientOptions, OciError, Reference};
 
 pub use push::PushOutcome;
+pub use transport::{read_limited, unexpected_status};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a mirror that failed to answer is left out.
+const MIRROR_BACKOFF: Duration = Duration::from_secs(30);
 
 /// A client for OCI distribution registries.
 ///
@@ -33,11 +38,11 @@ pub struct RegistryClient {
 }
 
 struct Inner {
-    http: reqwest::Client,
+    routes: Arc<Routes>,
     opts: ClientOptions,
     config: DockerConfig,
     auth: Mutex<auth::AuthCache>,
-    mirror_health: mirrors::MirrorHealth,
+    mirror_health: DownList,
 }
 
 impl std::fmt::Debug for RegistryClient {
@@ -73,19 +78,19 @@ impl RegistryClient {
     /// Builds a client; reads the docker config for credentials.
     pub fn new(opts: ClientOptions) -> Result<Self, OciError> {
         let config = DockerConfig::load(opts.docker_config.as_deref())?;
-        let http = reqwest::Client::builder()
-            .user_agent(opts.user_agent.clone())
-            .connect_timeout(CONNECT_TIMEOUT)
-            .read_timeout(opts.timeout)
-            .build()
-            .map_err(|source| OciError::HttpClient { source })?;
+        let routes = Routes::new(&opts.proxies, opts.proxy_backoff, || {
+            reqwest::Client::builder()
+                .user_agent(opts.user_agent.clone())
+                .connect_timeout(CONNECT_TIMEOUT)
+                .read_timeout(opts.timeout)
+        })?;
         Ok(Self {
             inner: Arc::new(Inner {
-                http,
+                routes: Arc::new(routes),
                 opts,
                 config,
                 auth: Mutex::new(auth::AuthCache::default()),
-                mirror_health: mirrors::MirrorHealth::default(),
+                mirror_health: DownList::new(MIRROR_BACKOFF),
             }),
         })
     }
@@ -100,13 +105,18 @@ impl RegistryClient {
         };
         Self {
             inner: Arc::new(Inner {
-                http: self.inner.http.clone(),
+                routes: Arc::clone(&self.inner.routes),
                 opts: self.inner.opts.clone(),
                 config: self.inner.config.with_credentials(registry, credentials),
                 auth: Mutex::new(auth::AuthCache::default()),
-                mirror_health: mirrors::MirrorHealth::default(),
+                mirror_health: DownList::new(MIRROR_BACKOFF),
             }),
         }
+    }
+
+    /// The proxy routes, to share with other HTTP clients (stores).
+    pub fn routes(&self) -> Arc<Routes> {
+        Arc::clone(&self.inner.routes)
     }
 
     /// The options the client was built with.

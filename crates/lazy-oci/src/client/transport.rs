@@ -112,10 +112,8 @@ impl RegistryClient {
             } else {
                 None
             };
-            let request = self.build(&call, authorization)?;
-            let request = attach_body(request, &call.body).await?;
             tracing::debug!(method = %call.method, url = %call.url, attempt, "registry request");
-            let response = match request.send().await {
+            let response = match self.send_routed(&call, authorization).await? {
                 Ok(response) => response,
                 Err(error) if attempt < max_attempts && is_transient(&error) => {
                     tracing::debug!(url = %call.url, %error, attempt, "transient error, retrying");
@@ -160,14 +158,40 @@ impl RegistryClient {
         }
     }
 
-    fn build(
+    /// Sends one attempt of `call` through the first proxy route that
+    /// works. A request that is not safe to repeat moves on to the next
+    /// route only when it could not connect.
+    async fn send_routed(
         &self,
         call: &Call<'_>,
         authorization: Option<HeaderValue>,
-    ) -> Result<reqwest::RequestBuilder, OciError> {
-        let mut builder = self
-            .inner
-            .http
+    ) -> Result<Result<Response, reqwest::Error>, OciError> {
+        let routes = &self.inner.routes;
+        let order = routes.in_order();
+        let last = order.len() - 1;
+        for (i, route) in order.into_iter().enumerate() {
+            let request = self.build(route.client(), call, authorization.clone());
+            let outcome = attach_body(request, &call.body).await?.send().await;
+            let failed = match &outcome {
+                Err(e) if e.is_connect() => true,
+                _ => call.retry && crate::routes::is_route_failure(&outcome),
+            };
+            if i < last && failed {
+                routes.failed(route, &crate::routes::describe(&outcome));
+                continue;
+            }
+            return Ok(outcome);
+        }
+        unreachable!("there is always a route")
+    }
+
+    fn build(
+        &self,
+        http: &reqwest::Client,
+        call: &Call<'_>,
+        authorization: Option<HeaderValue>,
+    ) -> reqwest::RequestBuilder {
+        let mut builder = http
             .request(call.method.clone(), call.url.clone())
             .headers(call.headers.clone());
         if let Some(value) = authorization {
@@ -176,7 +200,7 @@ impl RegistryClient {
         if !call.streaming {
             builder = builder.timeout(self.inner.opts.timeout);
         }
-        Ok(builder)
+        builder
     }
 
     pub(super) fn unauthorized(&self, target: &Target<'_>, status: StatusCode) -> OciError {
@@ -246,7 +270,7 @@ pub(super) fn backoff_delay(attempt: u32) -> Duration {
 
 /// Turns a response of an unexpected status into [`OciError::UnexpectedStatus`]
 /// with the beginning of its body (the registry's error message).
-pub(crate) async fn unexpected_status(method: Method, mut response: Response) -> OciError {
+pub async fn unexpected_status(method: Method, mut response: Response) -> OciError {
     let url = response.url().to_string();
     let status = response.status().as_u16();
     let mut body = Vec::new();
@@ -266,7 +290,7 @@ pub(crate) async fn unexpected_status(method: Method, mut response: Response) ->
 }
 
 /// Reads a whole response body, failing once it exceeds `limit` bytes.
-pub(crate) async fn read_limited(
+pub async fn read_limited(
     mut response: Response,
     limit: u64,
     what: &str,
