@@ -32,11 +32,16 @@ impl DaemonArgs {
 
     /// A client of the daemon.
     pub fn client(&self) -> anyhow::Result<ControlClient> {
+        // Attaching fetches metadata of every layer: allow it time.
+        self.client_with_timeout(Duration::from_secs(300))
+    }
+
+    /// A client of the daemon that waits `timeout` for an answer.
+    pub fn client_with_timeout(&self, timeout: Duration) -> anyhow::Result<ControlClient> {
         let socket = match &self.socket {
             Some(s) => s.clone(),
             None => self.config()?.socket,
         };
-        // Attaching fetches metadata of every layer: allow it time.
-        Ok(ControlClient::new(socket, Duration::from_secs(300)))
+        Ok(ControlClient::new(socket, timeout))
     }
 }

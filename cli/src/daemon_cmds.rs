@@ -1,12 +1,12 @@
 //! `lazyctl attach | detach | ls | cache …`: requests to lazyfsd.
 
-use clap::{Args, Subcommand};
+use clap::Args;
 use lazy_control::AttachOptions;
 use lazy_control::protocol::{LayerInfo, PrefetchMode, PullPolicy, RegistryCredentials};
 
 use crate::daemon_args::DaemonArgs;
 use crate::progress::short;
-use crate::size::{human, parse_size};
+use crate::size::human;
 
 /// Attach a lazy image to lazyfsd; prints each layer's directory, bottom first.
 #[derive(Debug, Args)]
@@ -55,34 +55,6 @@ pub struct LsArgs {
     /// Daemon options.
     #[command(flatten)]
     pub daemon: DaemonArgs,
-}
-
-/// Inspect and maintain the host cache.
-#[derive(Debug, Args)]
-pub struct CacheArgs {
-    #[command(subcommand)]
-    command: CacheCommand,
-    /// Daemon options.
-    #[command(flatten)]
-    pub daemon: DaemonArgs,
-}
-
-#[derive(Debug, Subcommand)]
-enum CacheCommand {
-    /// Cache size, quota, fetch counters.
-    Stats {
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Evict chunks no reader uses and no pinned layer needs.
-    Gc {
-        /// Keep at most this much (e.g. 1G); default: evict everything evictable.
-        #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "0")]
-        keep: u64,
-    },
-    /// Re-hash every cached chunk and drop corrupt ones.
-    Verify,
 }
 
 /// The password on stdin (one line, as `docker login --password-stdin`).
@@ -160,57 +132,6 @@ pub fn ls(args: LsArgs) -> anyhow::Result<()> {
             human(*file_bytes),
             if *pinned { "yes" } else { "no" }
         );
-    }
-    Ok(())
-}
-
-/// `lazyctl cache …`.
-pub fn cache(args: CacheArgs) -> anyhow::Result<()> {
-    let client = args.daemon.client()?;
-    match args.command {
-        CacheCommand::Stats { json } => {
-            let s = client.stats()?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&s)?);
-            } else {
-                println!(
-                    "cache        {} in {} chunks and copies (quota {})",
-                    human(s.cache_bytes),
-                    s.cache_chunks,
-                    human(s.quota_bytes)
-                );
-                println!(
-                    "fetched      {} in {} chunks, {} requests",
-                    human(s.fetched_bytes),
-                    s.fetched_chunks,
-                    s.requests
-                );
-                println!("hits/misses  {}/{}", s.hits, s.misses);
-                println!("evictions    {}", s.evictions);
-                println!(
-                    "copies       {} in {} whole files for passthrough ({} queued)",
-                    human(s.copy_bytes),
-                    s.copies,
-                    s.assembly_queue
-                );
-                println!(
-                    "corrupt      {} chunks failed verification",
-                    s.verification_failures
-                );
-                println!("attached     {} layers", s.attached_layers);
-            }
-        }
-        CacheCommand::Gc { keep } => {
-            let (chunks, removed) = client.gc(keep)?;
-            println!("evicted {chunks} chunks ({})", human(removed));
-        }
-        CacheCommand::Verify => {
-            let (chunks, removed) = client.verify()?;
-            println!("verified {chunks} chunks, removed {removed} corrupt");
-            if removed > 0 {
-                anyhow::bail!("{removed} corrupt chunks were found and removed");
-            }
-        }
     }
     Ok(())
 }

@@ -5,6 +5,7 @@
 // (`REPO[:TAG]`), not rustdoc links.
 #![allow(rustdoc::broken_intra_doc_links)]
 
+pub mod cache_cmds;
 pub mod container_cmds;
 pub mod containerd_cmds;
 pub mod convert;

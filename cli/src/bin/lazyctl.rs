@@ -4,8 +4,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use lazy_cli::{
-    container_cmds, containerd_cmds, convert, daemon_cmds, init_logging, inspect, podman, publish,
-    record, relayout, unpack,
+    cache_cmds, container_cmds, containerd_cmds, convert, daemon_cmds, init_logging, inspect,
+    podman, publish, record, relayout, unpack,
 };
 
 /// Manage lazyfs lazy images.
@@ -33,7 +33,7 @@ enum Command {
     Attach(daemon_cmds::AttachArgs),
     Detach(daemon_cmds::DetachArgs),
     Ls(daemon_cmds::LsArgs),
-    Cache(daemon_cmds::CacheArgs),
+    Cache(cache_cmds::CacheArgs),
     Record(record::RecordArgs),
     Relayout(relayout::RelayoutArgs),
     Publish(publish::PublishArgs),
@@ -62,7 +62,7 @@ fn main() -> ExitCode {
             Command::Attach(args) => daemon_cmds::attach(args),
             Command::Detach(args) => daemon_cmds::detach(args),
             Command::Ls(args) => daemon_cmds::ls(args),
-            Command::Cache(args) => daemon_cmds::cache(args),
+            Command::Cache(args) => cache_cmds::cache(args),
             Command::Record(args) => record::run(args).await,
             Command::Relayout(args) => relayout::run(args).await,
             Command::Publish(args) => publish::run(args).await,

@@ -11,8 +11,8 @@ use lazy_format::PrefetchRecord;
 
 use crate::error::{ControlError, ErrorKind};
 use crate::protocol::{
-    AttachedImage, LayerInfo, PrefetchMode, PullPolicy, RegistryCredentials, Request, Response,
-    StatsInfo,
+    AttachedImage, ImageUsage, LayerInfo, PrefetchMode, PullPolicy, RegistryCredentials, Request,
+    Response, StatsInfo,
 };
 
 /// Talks to a running lazyfsd.
@@ -198,6 +198,27 @@ impl ControlClient {
         match self.call(&Request::Verify)? {
             Response::Removed { chunks, removed } => Ok((chunks, removed)),
             other => Err(self.unexpected("verify", &other)),
+        }
+    }
+
+    /// Attached images and what they hold in the cache.
+    pub fn images(&self) -> Result<Vec<ImageUsage>, ClientError> {
+        match self.call(&Request::Images)? {
+            Response::Images(images) => Ok(images),
+            other => Err(self.unexpected("images", &other)),
+        }
+    }
+
+    /// Pins `image` (fetching what is not cached, if `fetch`), or unpins it.
+    pub fn pin(&self, image: &str, pinned: bool, fetch: bool) -> Result<ImageUsage, ClientError> {
+        let request = Request::Pin {
+            image: image.to_owned(),
+            pinned,
+            fetch,
+        };
+        match self.call(&request)? {
+            Response::Images(mut images) if images.len() == 1 => Ok(images.remove(0)),
+            other => Err(self.unexpected("pin", &other)),
         }
     }
 

@@ -26,6 +26,6 @@ pub use config::{
 };
 pub use error::{ControlError, ErrorKind, ErrorMapping};
 pub use protocol::{
-    AttachedImage, LayerInfo, PrefetchMode, PullPolicy, RegistryCredentials, Request, Response,
-    StatsInfo,
+    AttachedImage, ImageUsage, LayerInfo, PrefetchMode, PullPolicy, RegistryCredentials, Request,
+    Response, StatsInfo,
 };

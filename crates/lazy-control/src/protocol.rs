@@ -97,6 +97,37 @@ pub enum Request {
     },
     /// Re-hash every cached chunk; drop corrupt ones.
     Verify,
+    /// Per attached image: size, cached bytes, pinned.
+    Images,
+    /// Pin an attached image (its chunks are never evicted), fetching
+    /// every chunk not cached yet if `fetch`; or unpin it.
+    Pin {
+        /// The image, as attached.
+        image: String,
+        /// Pin (true) or unpin (false).
+        pinned: bool,
+        /// Fetch what is not cached, and answer once it is.
+        #[serde(default)]
+        fetch: bool,
+    },
+}
+
+/// What an attached image holds in the cache.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageUsage {
+    /// The image reference, as attached.
+    pub image: String,
+    /// Its layers.
+    pub layers: u64,
+    /// Distinct chunks of its layers.
+    pub chunks: u64,
+    /// Their bytes (uncompressed, as cached).
+    pub bytes: u64,
+    /// Bytes of those chunks in the cache now (chunks shared with other
+    /// images count for each).
+    pub cached_bytes: u64,
+    /// Whether the image is pinned.
+    pub pinned: bool,
 }
 
 /// An attached layer as reported to clients.
@@ -222,6 +253,8 @@ pub enum Response {
     },
     /// A finished recording.
     Record(PrefetchRecord),
+    /// Attached images and what they hold in the cache.
+    Images(Vec<ImageUsage>),
     /// The request failed.
     Error(ControlError),
 }

@@ -82,6 +82,8 @@ fn op_name(request: &Request) -> &'static str {
         Request::Stats => "stats",
         Request::Gc { .. } => "gc",
         Request::Verify => "verify",
+        Request::Images => "images",
+        Request::Pin { .. } => "pin",
     }
 }
 
@@ -132,6 +134,20 @@ async fn dispatch(state: &Arc<DaemonState>, request: Request) -> Response {
             let (chunks, removed) = state.blocking(DaemonState::verify).await;
             Ok(Response::Removed { chunks, removed })
         }
+        Request::Images => {
+            state.settled().await;
+            Ok(Response::Images(
+                state.blocking(DaemonState::image_usage).await,
+            ))
+        }
+        Request::Pin {
+            image,
+            pinned,
+            fetch,
+        } => state
+            .pin_image(&image, pinned, fetch)
+            .await
+            .map(|usage| Response::Images(vec![usage])),
     };
     result.unwrap_or_else(Response::Error)
 }

@@ -18,7 +18,7 @@ use lazy_oci::{Reference, RegistryClient};
 
 use super::attached::AttachRecord;
 use super::images::ImageRecord;
-use super::{DaemonState, OpResult, SizedMeta, chunk_digests};
+use super::{DaemonState, OpResult, SizedMeta};
 use crate::control::errors::{image_error, invalid_reference, oci_error};
 use crate::fuse::layer::AttachedLayer;
 use crate::prefetch::{prefetch_all, prefetch_record};
@@ -374,13 +374,8 @@ impl DaemonState {
                 record.images.push(request.image.to_owned());
                 changed = true;
             }
-            if request.pin
-                && !record.pinned
-                && let Some(layer) = self.table.by_digest(request.digest)
-            {
-                self.cache.pin(chunk_digests(&layer.meta));
-                record.pinned = true;
-                changed = true;
+            if request.pin && !record.pinned_by(request.image) {
+                changed |= self.pin_record(record, request.image);
             }
             let record = record.clone();
             if changed {
@@ -407,6 +402,10 @@ impl DaemonState {
             images: vec![request.image.to_owned()],
             repository: request.repository.to_owned(),
             pinned: request.pin,
+            pinned_for: match request.pin {
+                true => vec![request.image.to_owned()],
+                false => Vec::new(),
+            },
         };
         self.install(&record, meta, request.client)?;
         list.records.push(record.clone());

@@ -25,6 +25,18 @@ pub struct AttachRecord {
     pub repository: String,
     /// Whether its chunks are pinned.
     pub pinned: bool,
+    /// The images that pinned it (`lazyctl cache pin`, `attach --pin`): it
+    /// stays pinned while one of them does. Empty with `pinned` in lists
+    /// written before images were told apart: pinned for all its images.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pinned_for: Vec<String>,
+}
+
+impl AttachRecord {
+    /// Whether `image` holds a pin on this layer.
+    pub fn pinned_by(&self, image: &str) -> bool {
+        self.pinned && (self.pinned_for.is_empty() || self.pinned_for.iter().any(|i| i == image))
+    }
 }
 
 /// The records, saved on every change.

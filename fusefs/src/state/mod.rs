@@ -6,6 +6,7 @@
 mod attach;
 pub(crate) mod attached;
 pub(crate) mod images;
+mod pins;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -221,6 +222,8 @@ impl DaemonState {
             let gone = r.digest == target || r.images.is_empty();
             if gone {
                 doomed.push(r.clone());
+            } else if r.pinned_for.iter().any(|i| i == target) {
+                self.unpin_record(r, target);
             }
             !gone
         });
