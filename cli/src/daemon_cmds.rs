@@ -19,6 +19,12 @@ pub struct AttachArgs {
     /// Keep its chunks in the cache while attached (never evicted).
     #[arg(long)]
     pub pin: bool,
+    /// Also show the image with its layers merged, as one read-only
+    /// directory for chroot, `apptainer exec DIR` or `singularity exec DIR`
+    /// (`<mountpoint>/images/<manifest digest>`); prints that directory
+    /// instead of the layers'.
+    #[arg(long, conflicts_with = "layer")]
+    pub flat: bool,
     /// Fetch ahead of readers: none, record (the image's prefetch record),
     /// all (then the whole image, low priority). Default: lazyfsd's setting.
     #[arg(long, value_name = "MODE", value_parser = parse_prefetch)]
@@ -90,6 +96,14 @@ pub fn attach(args: AttachArgs) -> anyhow::Result<()> {
             client.attach(&args.image, options)?.layers
         }
     };
+    if args.flat {
+        let dir = client.flat(&args.image)?;
+        match args.json {
+            true => println!("{}", serde_json::json!({ "path": dir })),
+            false => println!("{dir}"),
+        }
+        return Ok(());
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&layers)?);
     } else {

@@ -201,6 +201,17 @@ impl ControlClient {
         }
     }
 
+    /// Shows attached `image` merged into one directory; returns its path.
+    pub fn flat(&self, image: &str) -> Result<String, ClientError> {
+        let request = Request::Flat {
+            image: image.to_owned(),
+        };
+        match self.call(&request)? {
+            Response::Path(path) => Ok(path),
+            other => Err(self.unexpected("flat", &other)),
+        }
+    }
+
     /// Attached images and what they hold in the cache.
     pub fn images(&self) -> Result<Vec<ImageUsage>, ClientError> {
         match self.call(&Request::Images)? {

@@ -99,6 +99,13 @@ pub enum Request {
     Verify,
     /// Per attached image: size, cached bytes, pinned.
     Images,
+    /// Show an attached image with its layers merged, as one read-only
+    /// directory (`<mount>/images/<manifest digest>`), for chroot-based
+    /// runners; answers its path.
+    Flat {
+        /// The image, as attached.
+        image: String,
+    },
     /// Pin an attached image (its chunks are never evicted), fetching
     /// every chunk not cached yet if `fetch`; or unpin it.
     Pin {
@@ -255,6 +262,8 @@ pub enum Response {
     Record(PrefetchRecord),
     /// Attached images and what they hold in the cache.
     Images(Vec<ImageUsage>),
+    /// A directory (a flat image view).
+    Path(String),
     /// The request failed.
     Error(ControlError),
 }

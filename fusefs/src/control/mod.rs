@@ -83,6 +83,7 @@ fn op_name(request: &Request) -> &'static str {
         Request::Gc { .. } => "gc",
         Request::Verify => "verify",
         Request::Images => "images",
+        Request::Flat { .. } => "flat",
         Request::Pin { .. } => "pin",
     }
 }
@@ -134,6 +135,10 @@ async fn dispatch(state: &Arc<DaemonState>, request: Request) -> Response {
             let (chunks, removed) = state.blocking(DaemonState::verify).await;
             Ok(Response::Removed { chunks, removed })
         }
+        Request::Flat { image } => state
+            .blocking(move |s| s.flat_view(&image))
+            .await
+            .map(Response::Path),
         Request::Images => {
             state.settled().await;
             Ok(Response::Images(

@@ -3,6 +3,12 @@
 
 /// The mount's root directory, which lists the attached layers.
 pub const ROOT_INO: u64 = 1;
+/// `<mount>/images`, which lists the flat image views.
+pub const IMAGES_INO: u64 = 2;
+/// The name of [`IMAGES_INO`] in the root.
+pub const IMAGES_DIR: &[u8] = b"images";
+/// Flat image views take slots from here on, apart from layers'.
+pub const FLAT_SLOT_BASE: u32 = 1 << 23;
 const ENTRY_BITS: u32 = 40;
 const ENTRY_MASK: u64 = (1 << ENTRY_BITS) - 1;
 
@@ -11,6 +17,8 @@ const ENTRY_MASK: u64 = (1 << ENTRY_BITS) - 1;
 pub enum InodeRef {
     /// The mount root.
     Root,
+    /// The directory of flat image views.
+    Images,
     /// Entry `index` of the layer in `slot`.
     Entry {
         /// Layer slot (1-based, stable across restarts).
@@ -27,8 +35,10 @@ pub fn ino_of(slot: u32, index: u32) -> u64 {
 
 /// Decodes an inode number; `None` for numbers this daemon never gave out.
 pub fn decode(ino: u64) -> Option<InodeRef> {
-    if ino == ROOT_INO {
-        return Some(InodeRef::Root);
+    match ino {
+        ROOT_INO => return Some(InodeRef::Root),
+        IMAGES_INO => return Some(InodeRef::Images),
+        _ => {}
     }
     let slot = u32::try_from(ino >> ENTRY_BITS).ok().filter(|s| *s > 0)?;
     let index = u32::try_from((ino & ENTRY_MASK).checked_sub(1)?).ok()?;
@@ -49,6 +59,7 @@ mod tests {
         }
         assert_eq!(decode(ROOT_INO), Some(InodeRef::Root));
         assert_eq!(decode(0), None);
-        assert_eq!(decode(5), None, "slot 0 only has the root");
+        assert_eq!(decode(IMAGES_INO), Some(InodeRef::Images));
+        assert_eq!(decode(5), None, "slot 0 only has the root and images");
     }
 }

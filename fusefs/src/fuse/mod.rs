@@ -3,6 +3,7 @@
 //! Reads run on the tokio runtime so that many can wait on fetches at once.
 
 pub(crate) mod error;
+pub(crate) mod flat;
 pub(crate) mod inode;
 pub(crate) mod layer;
 mod nearby;
@@ -24,7 +25,7 @@ use lazy_cache::ChunkCache;
 use lazy_format::{ChunkRecord, EntryKind};
 
 use crate::fuse::error::FsError;
-use crate::fuse::inode::ROOT_INO;
+use crate::fuse::inode::{IMAGES_INO, ROOT_INO};
 use crate::fuse::passthrough::{BackingTable, Opened};
 use crate::fuse::view::{DirItem, LayerTable};
 use crate::recorder::Recorder;
@@ -144,8 +145,9 @@ impl Filesystem for LazyFuse {
             // Inside a layer nothing ever appears: the kernel may remember
             // the miss (an entry with inode 0 is a negative dentry). Programs
             // probe many absent paths, each once per lower layer through
-            // overlayfs. Not at the root, where layers come and go.
-            Err(FsError::NotFound) if parent.0 != ROOT_INO => {
+            // overlayfs. Not at the root or in images/, where layers and
+            // views come and go.
+            Err(FsError::NotFound) if parent.0 != ROOT_INO && parent.0 != IMAGES_INO => {
                 reply.entry(&TTL, &negative_entry(), Generation(0));
             }
             Err(e) => reply.error(e.errno()),

@@ -9,7 +9,7 @@ use fuser::{FileAttr, FileType, INodeNo};
 use lazy_format::{DeviceKind, Entry, EntryKind, Xattr};
 
 use crate::fuse::error::FsError;
-use crate::fuse::inode::{InodeRef, ROOT_INO, decode, ino_of};
+use crate::fuse::inode::{IMAGES_DIR, IMAGES_INO, InodeRef, ROOT_INO, decode, ino_of};
 use crate::fuse::layer::AttachedLayer;
 
 /// The overlayfs opaque-directory attribute shown on opaque dirs.
@@ -21,6 +21,8 @@ pub struct LayerTable {
     layers: RwLock<BTreeMap<u32, Arc<AttachedLayer>>>,
     /// The layer digests of each image attached, bottom first.
     images: RwLock<Vec<Vec<String>>>,
+    /// Flat image views by slot, each named by its digest field.
+    flats: RwLock<BTreeMap<u32, Arc<AttachedLayer>>>,
 }
 
 /// A name in a directory listing.
@@ -94,6 +96,36 @@ impl LayerTable {
             .collect()
     }
 
+    /// Adds a flat image view (`<mount>/images/<its digest>`), replacing
+    /// one of the same name.
+    pub fn insert_flat(&self, view: Arc<AttachedLayer>) {
+        let mut flats = self.flats.write().expect("flat table lock");
+        flats.retain(|_, v| v.digest != view.digest);
+        flats.insert(view.slot, view);
+    }
+
+    /// Removes the flat views for which `doomed` holds.
+    pub fn remove_flats(&self, doomed: impl Fn(&AttachedLayer) -> bool) {
+        self.flats
+            .write()
+            .expect("flat table lock")
+            .retain(|_, v| !doomed(v));
+    }
+
+    /// The flat image views.
+    pub fn flats(&self) -> Vec<Arc<AttachedLayer>> {
+        let flats = self.flats.read().expect("flat table lock");
+        flats.values().cloned().collect()
+    }
+
+    fn flat_named(&self, name: &[u8]) -> Option<Arc<AttachedLayer>> {
+        let flats = self.flats.read().expect("flat table lock");
+        flats
+            .values()
+            .find(|v| v.digest.as_bytes() == name)
+            .cloned()
+    }
+
     /// Every attached layer.
     pub fn all(&self) -> Vec<Arc<AttachedLayer>> {
         self.layers
@@ -113,7 +145,15 @@ impl LayerTable {
                     .read()
                     .expect("layer table lock")
                     .get(&slot)
-                    .cloned()
+                    .cloned();
+                let layer = layer
+                    .or_else(|| {
+                        self.flats
+                            .read()
+                            .expect("flat table lock")
+                            .get(&slot)
+                            .cloned()
+                    })
                     .ok_or(FsError::NotFound)?;
                 layer.entry(index).ok_or(FsError::NotFound)?;
                 Ok((layer, index))
@@ -129,12 +169,26 @@ impl LayerTable {
                 self.layers.read().expect("layer table lock").len(),
             ));
         }
+        if ino == IMAGES_INO {
+            return Ok(images_attr(self.flats().len()));
+        }
         let (layer, index) = self.locate(ino)?;
         Ok(entry_attr(&layer, layer.resolve(index)))
     }
 
     /// Looks up `name` in directory `parent`.
     pub fn lookup(&self, parent: u64, name: &[u8]) -> Result<FileAttr, FsError> {
+        if parent == ROOT_INO && name == IMAGES_DIR {
+            let flats = self.flats().len();
+            return match flats {
+                0 => Err(FsError::NotFound),
+                n => Ok(images_attr(n)),
+            };
+        }
+        if parent == IMAGES_INO {
+            let view = self.flat_named(name).ok_or(FsError::NotFound)?;
+            return Ok(entry_attr(&view, 0));
+        }
         if parent == ROOT_INO {
             let name = std::str::from_utf8(name).map_err(|_| FsError::NotFound)?;
             let layer = self.by_digest(name).ok_or(FsError::NotFound)?;
@@ -165,6 +219,21 @@ impl LayerTable {
                 ino: ino_of(l.slot, 0),
                 name: l.digest.as_bytes().to_vec(),
                 attr: entry_attr(l, 0),
+            }));
+            let flats = self.flats().len();
+            if flats > 0 {
+                items.push(dot(IMAGES_DIR, images_attr(flats)));
+            }
+            return Ok(items.split_off(from.min(items.len())));
+        }
+        if ino == IMAGES_INO {
+            let flats = self.flats();
+            let attr = images_attr(flats.len());
+            let mut items = vec![dot(b".", attr), dot(b"..", root_attr(0))];
+            items.extend(flats.iter().map(|v| DirItem {
+                ino: ino_of(v.slot, 0),
+                name: v.digest.as_bytes().to_vec(),
+                attr: entry_attr(v, 0),
             }));
             return Ok(items.split_off(from.min(items.len())));
         }
@@ -216,7 +285,7 @@ impl LayerTable {
 
     /// Extended attributes of an inode (the opaque marker included).
     pub fn xattrs(&self, ino: u64) -> Result<Vec<Xattr>, FsError> {
-        if ino == ROOT_INO {
+        if ino == ROOT_INO || ino == IMAGES_INO {
             return Ok(Vec::new());
         }
         let (layer, index) = self.locate(ino)?;
@@ -269,6 +338,13 @@ fn root_attr(layers: usize) -> FileAttr {
         rdev: 0,
         blksize: 4096,
         flags: 0,
+    }
+}
+
+fn images_attr(views: usize) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(IMAGES_INO),
+        ..root_attr(views)
     }
 }
 

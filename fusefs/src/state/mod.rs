@@ -5,6 +5,7 @@
 
 mod attach;
 pub(crate) mod attached;
+mod flat;
 pub(crate) mod images;
 mod pins;
 
@@ -53,6 +54,8 @@ pub(crate) struct DaemonState {
     recorder: Arc<Recorder>,
     /// Images attached before, for attaches without the registry.
     images: LocalImages,
+    /// Flat image views.
+    flats: Mutex<flat::FlatList>,
 }
 
 /// A layer's metadata with the size of its blob.
@@ -96,8 +99,10 @@ impl DaemonState {
             prefetch_default: parts.prefetch_default,
             recorder: Arc::new(Recorder::default()),
             images: LocalImages::open(cache_dir)?,
+            flats: Mutex::new(flat::FlatList::load(cache_dir)),
         };
         state.restore();
+        state.restore_flats();
         Ok(state)
     }
 
@@ -242,6 +247,7 @@ impl DaemonState {
             }
         }
         self.images.remove(target);
+        self.prune_flats();
         self.attached_gauge.set(self.table.len() as i64);
         list.save().map_err(|e| {
             ControlError::new(

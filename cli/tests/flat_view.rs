@@ -1,0 +1,92 @@
+//! Flat image views: `lazyctl attach --flat` shows a multi-layer image
+//! (whiteouts, opaque directories, a file replacing a lower one, hardlinks)
+//! merged into one directory that equals `lazyctl unpack` of the image,
+//! runs under a plain `chroot`, survives a daemon crash, and goes with a
+//! detach. Real registry, real lazyfsd.
+
+mod common;
+mod lazyrun_host;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::assert_same_tree;
+use lazy_testkit::require_privileges;
+use lazyrun_host::{Host, code, stderr, stdout};
+
+fn lazyctl_ok(host: &Host, args: &[&str]) -> String {
+    let out = host.lazyctl(args);
+    assert!(out.status.success(), "lazyctl {args:?}: {}", stderr(&out));
+    stdout(&out)
+}
+
+/// What `sh -c script` prints when chrooted into `root`.
+fn in_chroot(root: &Path, script: &str) -> String {
+    let out = Command::new("chroot")
+        .arg(root)
+        .args(["/bin/sh", "-c", script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "chroot {}: {}",
+        root.display(),
+        stderr(&out)
+    );
+    stdout(&out)
+}
+
+const SCRIPT: &str = "cat /etc/motd /etc/changed /data/replace-me; ls -a /data /data/opaque; \
+                      test -e /data/deleted || echo deleted is gone; busybox wc -c </data/big.bin";
+
+#[test]
+fn privileged_a_flat_view_is_the_unpacked_image_and_runs_in_a_chroot() {
+    require_privileges!();
+    let mut host = Host::with_sample();
+    let image = format!("{}/sample:lazy", host.registry.host());
+    let unpacked = host.work.path().join("unpacked");
+    let registry = host.registry.host();
+    common::lazyctl_ok(&[
+        "unpack",
+        "--insecure",
+        &registry,
+        &image,
+        unpacked.to_str().unwrap(),
+    ]);
+
+    let flat = lazyctl_ok(&host, &["attach", "--flat", &image]);
+    let flat = Path::new(flat.trim());
+    assert!(
+        flat.starts_with(&host.files.mountpoint),
+        "{}",
+        flat.display()
+    );
+    assert_same_tree(&unpacked, flat);
+    let expected = in_chroot(&unpacked, SCRIPT);
+    assert!(
+        expected.contains("now a file") && expected.contains("deleted is gone"),
+        "{expected}"
+    );
+    assert_eq!(in_chroot(flat, SCRIPT), expected);
+    let again = lazyctl_ok(&host, &["attach", "--flat", &image]);
+    assert_eq!(Path::new(again.trim()), flat, "one view per image");
+
+    // A crashed daemon shows the view again when it restarts.
+    let daemon = host.daemon.as_mut().unwrap();
+    daemon.kill9();
+    daemon.spawn();
+    assert_same_tree(&unpacked, flat);
+
+    lazyctl_ok(&host, &["detach", &image]);
+    assert!(!flat.exists(), "the view goes with the image");
+    let images_dir = host.files.mountpoint.join("images");
+    assert!(!images_dir.exists(), "no views, no images/");
+
+    let out = host.lazyctl(&[
+        "attach",
+        "--flat",
+        &format!("{}/absent:x", host.registry.host()),
+    ]);
+    assert_ne!(code(&out), 0);
+    assert!(stderr(&out).contains("absent"), "{}", stderr(&out));
+}
