@@ -1,6 +1,7 @@
 //! Wiring: cache, registry client, FUSE session, control socket, metrics.
 
 use std::collections::HashMap;
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +18,7 @@ use crate::fuse::LazyFuse;
 use crate::fuse::passthrough::BackingTable;
 use crate::source::Stores;
 use crate::state::{DaemonState, StateParts};
+use crate::takeover;
 
 /// The configured HTTP stores, sharing the registry client's proxies.
 fn open_stores(config: &DaemonConfig, client: &RegistryClient) -> anyhow::Result<Stores> {
@@ -46,9 +48,18 @@ pub fn run(config: &DaemonConfig, ready: impl FnOnce()) -> anyhow::Result<()> {
             config.socket.display()
         );
     }
+    // Under `lazyfsd --supervise`: the socket to the supervisor, and the
+    // live mount's descriptor when this daemon replaces another.
+    let supervisor = takeover::inherited_fd(takeover::SUPERVISOR_FD_ENV)?;
+    let taken = takeover::inherited_fd(takeover::FUSE_FD_ENV)?;
+    if supervisor.is_some() {
+        crate::supervisor::unblock_inherited_signals();
+    }
     std::fs::create_dir_all(&config.cache_dir)
         .with_context(|| format!("creating {}", config.cache_dir.display()))?;
-    clean_stale_mount(&config.mountpoint)?;
+    if taken.is_none() {
+        clean_stale_mount(&config.mountpoint)?;
+    }
     std::fs::create_dir_all(&config.mountpoint)
         .with_context(|| format!("creating {}", config.mountpoint.display()))?;
 
@@ -108,7 +119,9 @@ pub fn run(config: &DaemonConfig, ready: impl FnOnce()) -> anyhow::Result<()> {
         passthrough: config.passthrough.then(BackingTable::default),
         zero_message_opendir: false,
         zero_message_open: false,
+        offer: Arc::default(),
     };
+    let offer = Arc::clone(&fs.offer);
     let mut fuse_config = Config::default();
     fuse_config.mount_options = vec![
         MountOption::FSName("lazyfs".into()),
@@ -120,10 +133,43 @@ pub fn run(config: &DaemonConfig, ready: impl FnOnce()) -> anyhow::Result<()> {
     ];
     fuse_config.acl = SessionACL::All;
     fuse_config.n_threads = Some(config.fuse_threads.max(1));
-    fuse_config.clone_fd = true;
-    let session = fuser::Session::new(fs, &config.mountpoint, &fuse_config)
-        .with_context(|| format!("mounting FUSE at {}", config.mountpoint.display()))?;
+    // Supervised, every request is read from the one descriptor the
+    // supervisor also holds, so that none is lost when this process dies.
+    fuse_config.clone_fd = supervisor.is_none();
+    let taking_over = taken.is_some();
+    let session = match taken {
+        Some(fuse) => {
+            let offer = takeover::SessionParams::load(&config.cache_dir)?;
+            takeover::session_on(fs, fuse, &offer, SessionACL::All, fuse_config)?
+        }
+        None => fuser::Session::new(fs, &config.mountpoint, &fuse_config)
+            .with_context(|| format!("mounting FUSE at {}", config.mountpoint.display()))?,
+    };
+    let fuse_fd = session.as_fd().try_clone_to_owned()?;
+    if !taking_over {
+        let offer = *offer.lock().expect("offer lock");
+        if let Some(offer) = offer
+            && let Err(e) = offer.save(&config.cache_dir)
+        {
+            tracing::warn!("saving the FUSE session's parameters: {e}");
+        }
+        if let Some(socket) = &supervisor {
+            takeover::send_fd(socket.as_fd(), fuse_fd.as_fd())
+                .context("handing the mount's descriptor to the supervisor")?;
+        }
+    }
     let background = session.spawn().context("starting the FUSE session")?;
+    if taking_over {
+        tracing::info!(
+            "took over the FUSE session at {}",
+            config.mountpoint.display()
+        );
+        // Requests the dead daemon read but never answered are queued again.
+        if let Err(e) = takeover::resend_pending(fuse_fd.as_fd()) {
+            tracing::warn!("asking the kernel to resend pending requests: {e}");
+        }
+    }
+    drop(fuse_fd);
     state.set_notifier(background.notifier());
     let read_ahead = config.read_ahead_kib().map_err(anyhow::Error::msg)?;
     if let Err(e) = set_read_ahead(&config.mountpoint, read_ahead) {
@@ -201,17 +247,21 @@ async fn wait_for_signal() -> anyhow::Result<()> {
 /// Unmounts what a killed daemon left at `mountpoint` (a FUSE mount whose
 /// daemon is gone answers ENOTCONN).
 pub(crate) fn clean_stale_mount(mountpoint: &Path) -> anyhow::Result<()> {
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let target = mountpoint.to_string_lossy();
-    let mounted = mountinfo
-        .lines()
-        .any(|l| l.split(' ').nth(4) == Some(target.as_ref()));
-    if mounted {
+    if is_mounted(mountpoint) {
         tracing::warn!("unmounting stale mount at {}", mountpoint.display());
         nix::mount::umount2(mountpoint, nix::mount::MntFlags::MNT_DETACH)
             .with_context(|| format!("unmounting stale mount at {}", mountpoint.display()))?;
     }
     Ok(())
+}
+
+/// Whether something is mounted at `mountpoint`.
+pub(crate) fn is_mounted(mountpoint: &Path) -> bool {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let target = mountpoint.to_string_lossy();
+    mountinfo
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(target.as_ref()))
 }
 
 /// Sets the kernel read-ahead of the FUSE mount at `mountpoint` through its

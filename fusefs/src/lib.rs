@@ -5,7 +5,7 @@
 //! The parts:
 //! - `fuse`: the thin fuser adapter; the filesystem view is computed from the
 //!   attached layers' metadata, reads go to the cache, which fetches through
-//!   a `source::RegistrySource` per layer.
+//!   a `source::BlobSource` per layer (a registry or an HTTP store).
 //! - `control`: the control socket server, speaking [`lazy_control`]'s
 //!   protocol; every failure leaves it as a typed [`lazy_control::ControlError`].
 //! - `state`: the daemon's state and operations (attach, detach, …) and what
@@ -13,6 +13,9 @@
 //! - `prefetch`, `recorder`: fetching ahead of readers, recording reads.
 //! - `store`: the additional layer store of Podman and CRI-O, a second
 //!   mount whose layer directories attach on lookup.
+//! - `supervisor`, `takeover`: `lazyfsd --supervise` holds the mount's
+//!   `/dev/fuse` descriptor, and a restarted or upgraded daemon takes the
+//!   live session over, so that running containers never see it go.
 //!
 //! Clients use [`lazy_control`], never this crate: it exports only what the
 //! `lazyfsd` binary needs.
@@ -28,5 +31,8 @@ mod shutdown;
 mod source;
 mod state;
 mod store;
+mod supervisor;
+mod takeover;
 
 pub use daemon::run;
+pub use supervisor::supervise;

@@ -70,6 +70,9 @@ fn unmount(session: BackgroundSession, mountpoint: &Path) {
         }
     };
     match done_rx.recv_timeout(JOIN_DEADLINE) {
+        // A session taken over from another daemon holds no mount of its
+        // own to unmount: detach what is left.
+        Ok(Ok(())) if crate::daemon::is_mounted(mountpoint) => detach(&"still mounted"),
         Ok(Ok(())) => {}
         // Busy: files are still open on it (a container runs).
         Ok(Err(e)) => detach(&e),

@@ -55,6 +55,8 @@ pub struct DaemonProcess {
     /// Its files.
     pub files: DaemonFiles,
     binary: PathBuf,
+    /// Arguments besides the config (`--supervise`).
+    extra_args: Vec<String>,
     child: Option<Child>,
 }
 
@@ -64,10 +66,36 @@ impl DaemonProcess {
         let mut daemon = Self {
             files,
             binary: binary.to_owned(),
+            extra_args: Vec::new(),
             child: None,
         };
         daemon.spawn();
         daemon
+    }
+
+    /// Starts `binary --supervise` with `files` and waits for READY; the
+    /// process is the supervisor, lazyfsd its child.
+    pub fn start_supervised(binary: &Path, files: DaemonFiles) -> Self {
+        let mut daemon = Self {
+            files,
+            binary: binary.to_owned(),
+            extra_args: vec!["--supervise".into()],
+            child: None,
+        };
+        daemon.spawn();
+        daemon
+    }
+
+    /// The process id (the supervisor's, when supervised).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The supervised lazyfsd's process id: the supervisor's child.
+    pub fn worker_pid(&self) -> Option<u32> {
+        let pid = self.pid()?;
+        let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
+        children.split_whitespace().next()?.parse().ok()
     }
 
     /// (Re)starts the process.
@@ -81,6 +109,7 @@ impl DaemonProcess {
             .arg("--config")
             .arg(&self.files.config)
             .arg("--notify-stdout")
+            .args(&self.extra_args)
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()

@@ -25,6 +25,14 @@ struct Args {
     #[arg(long)]
     daemon: bool,
 
+    /// Run under a supervisor that keeps the mount alive across restarts:
+    /// when lazyfsd dies (a crash, kill -9) it is started again and takes
+    /// the live FUSE session over, so running containers keep reading
+    /// without an error. SIGHUP replaces lazyfsd with the binary now on
+    /// disk the same way (an upgrade); SIGTERM stops both.
+    #[arg(long)]
+    supervise: bool,
+
     /// Print READY on stdout once ready (used by --daemon and supervisors).
     #[arg(long, hide = true)]
     notify_stdout: bool,
@@ -58,6 +66,13 @@ fn run(args: &Args) -> anyhow::Result<()> {
     if args.daemon {
         return daemonize(args, &config);
     }
+    if args.supervise {
+        let mut worker: Vec<std::ffi::OsString> =
+            vec!["--config".into(), args.config.clone().into()];
+        worker.extend(args.notify_stdout.then(|| "--notify-stdout".into()));
+        worker.extend(args.verbose.then(|| "--verbose".into()));
+        return lazy_fusefs::supervise(&worker);
+    }
     let notify = args.notify_stdout;
     lazy_fusefs::run(&config, || {
         if notify {
@@ -84,6 +99,7 @@ fn daemonize(args: &Args, config: &DaemonConfig) -> anyhow::Result<()> {
         .arg(&args.config)
         .arg("--notify-stdout")
         .args(args.verbose.then_some("--verbose"))
+        .args(args.supervise.then_some("--supervise"))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(log)

@@ -56,6 +56,9 @@ pub struct LazyFuse {
     /// OPEN is answered by ENOSYS: the kernel copes and no passthrough
     /// needs a handle (set at init).
     pub zero_message_open: bool,
+    /// What the kernel offered at INIT, kept for a daemon that takes the
+    /// session over (see `crate::takeover`).
+    pub offer: Arc<std::sync::Mutex<Option<crate::takeover::SessionParams>>>,
 }
 
 /// Directory items from the kernel's `offset` on (as listed by
@@ -101,6 +104,7 @@ impl LazyFuse {
 
 impl Filesystem for LazyFuse {
     fn init(&mut self, _req: &Request, config: &mut fuser::KernelConfig) -> std::io::Result<()> {
+        *self.offer.lock().expect("offer lock") = Some(crate::takeover::SessionParams::of(config));
         // Each flag saves round trips; take those the kernel offers.
         for flag in [
             // Directory listings always carry attributes, so that walking a
