@@ -1,8 +1,8 @@
 //! The HTTP content-addressed store: `lazyctl publish` writes a lazy image
 //! as static files, a real nginx serves them, real squid proxies cache
 //! them, and real lazyfsd daemons read images from the store through the
-//! proxies, failing over when one dies. Registry range reads go through
-//! the proxies too.
+//! proxies — a whole site in network namespaces —, failing over when a
+//! proxy dies. Registry range reads go through the proxies too.
 
 mod common;
 
@@ -14,7 +14,8 @@ use std::time::Duration;
 use common::{lazyctl_err, lazyctl_fails_with, lazyctl_ok, skopeo_push, write_sample};
 use lazy_control::ErrorKind;
 use lazy_testkit::daemon::{DaemonFiles, DaemonProcess};
-use lazy_testkit::http::{TestNginx, TestSquid};
+use lazy_testkit::http::{Place, TestNginx, TestSquid};
+use lazy_testkit::netns::Netns;
 use lazy_testkit::registry::TestRegistry;
 use lazy_testkit::require_privileges;
 use lazy_testkit::tree::summarize;
@@ -88,6 +89,30 @@ fn summaries(layers: &[PathBuf]) -> Vec<Summary> {
     layers.iter().map(|l| summarize(l).unwrap()).collect()
 }
 
+/// A lazyfsd in network namespace `netns` (its mounts visible here), with
+/// `proxy` as its only proxy and the store at `store_url`.
+fn start_node_in(
+    netns: &Netns,
+    dir: &Path,
+    proxy: &str,
+    store_url: &str,
+) -> (DaemonProcess, String) {
+    let extra = format!(
+        "prefetch = \"none\"\n[proxy]\nservers = [{proxy:?}]\n[stores.\"{STORE}\"]\nurls = [{store_url:?}]\n"
+    );
+    let files = DaemonFiles::write(dir, "127.0.0.1:9", &extra);
+    let socket = files.socket.to_str().unwrap().to_owned();
+    (
+        DaemonProcess::start_in_netns(&lazyfsd_binary(), files, netns.path()),
+        socket,
+    )
+}
+
+/// A site: the store's origin (nginx) in a "remote" namespace, a site proxy
+/// (squid) in a "site" namespace linked to it, three "node" namespaces
+/// linked only to the site (which does not forward: the proxy is the only
+/// way out), each with its own lazyfsd and cache. All nodes start the same
+/// image at once.
 #[test]
 fn privileged_nodes_read_a_store_through_a_site_proxy_and_the_origin_serves_each_object_once() {
     require_privileges!();
@@ -106,13 +131,71 @@ fn privileged_nodes_read_a_store_through_a_site_proxy_and_the_origin_serves_each
     assert!(expected[0].contains_key(b"data/big.bin".as_slice()));
     registry.stop();
 
-    let nginx = TestNginx::start(&store).unwrap();
-    let squid = TestSquid::start().unwrap();
-    let proxies = [squid.url()];
-    for node in ["node-a", "node-b", "node-c"] {
-        let (_daemon, socket) = start_node(&work.path().join(node), &host, &proxies, &nginx.url());
-        let layers = attach(&socket, &format!("{STORE}/sample:lazy"));
-        assert_eq!(summaries(&layers), expected, "{node} reads the image");
+    let remote = Netns::create("remote").unwrap();
+    let site = Netns::create("site").unwrap();
+    site.link("10.79.100.1/24", &remote, "10.79.100.2/24")
+        .unwrap();
+    let place = Place::Netns {
+        netns: &remote,
+        addr: "10.79.100.2",
+        port: 80,
+    };
+    let nginx = TestNginx::start_at(&store, &place).unwrap();
+    let place = Place::Netns {
+        netns: &site,
+        addr: "10.79.100.1",
+        port: 3128,
+    };
+    let squid = TestSquid::start_at(&place, "10.79.0.0/16").unwrap();
+    let nodes: Vec<Netns> = (1..=3)
+        .map(|k| {
+            let node = Netns::create("node").unwrap();
+            site.link(
+                &format!("10.79.{k}.1/24"),
+                &node,
+                &format!("10.79.{k}.2/24"),
+            )
+            .unwrap();
+            assert!(
+                node.can_connect(&format!("10.79.{k}.1"), 3128),
+                "node {k} reaches the proxy"
+            );
+            assert!(
+                !node.can_connect("10.79.100.2", 80),
+                "node {k} must not reach the origin directly"
+            );
+            node
+        })
+        .collect();
+
+    let daemons: Vec<_> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, node)| {
+            let proxy = format!("http://10.79.{}.1:3128", i + 1);
+            start_node_in(
+                node,
+                &work.path().join(format!("node{i}")),
+                &proxy,
+                &nginx.url(),
+            )
+        })
+        .collect();
+    let image = format!("{STORE}/sample:lazy");
+    let reads: Vec<_> = daemons
+        .iter()
+        .map(|(_, socket)| {
+            let (socket, image) = (socket.clone(), image.clone());
+            std::thread::spawn(move || summaries(&attach(&socket, &image)))
+        })
+        .collect();
+    for (i, read) in reads.into_iter().enumerate() {
+        assert_eq!(
+            read.join().unwrap(),
+            expected,
+            "node {} reads the image",
+            i + 1
+        );
     }
 
     let served = nginx.served_paths();
@@ -132,6 +215,7 @@ fn privileged_nodes_read_a_store_through_a_site_proxy_and_the_origin_serves_each
         "every node went through the proxy: {} requests, {objects} objects",
         squid.requests()
     );
+    drop(daemons);
 }
 
 #[test]

@@ -57,6 +57,8 @@ pub struct DaemonProcess {
     binary: PathBuf,
     /// Arguments besides the config (`--supervise`).
     extra_args: Vec<String>,
+    /// The network namespace it runs in (`/run/netns/<name>`), if not the test's.
+    netns: Option<PathBuf>,
     child: Option<Child>,
 }
 
@@ -67,6 +69,21 @@ impl DaemonProcess {
             files,
             binary: binary.to_owned(),
             extra_args: Vec::new(),
+            netns: None,
+            child: None,
+        };
+        daemon.spawn();
+        daemon
+    }
+
+    /// Starts `binary` in the network namespace at `netns` (its mount
+    /// namespace is the test's) and waits for READY.
+    pub fn start_in_netns(binary: &Path, files: DaemonFiles, netns: PathBuf) -> Self {
+        let mut daemon = Self {
+            files,
+            binary: binary.to_owned(),
+            extra_args: Vec::new(),
+            netns: Some(netns),
             child: None,
         };
         daemon.spawn();
@@ -80,6 +97,7 @@ impl DaemonProcess {
             files,
             binary: binary.to_owned(),
             extra_args: vec!["--supervise".into()],
+            netns: None,
             child: None,
         };
         daemon.spawn();
@@ -105,7 +123,16 @@ impl DaemonProcess {
             .append(true)
             .open(&self.files.log)
             .expect("log");
-        let mut child = Command::new(&self.binary)
+        let mut command = match &self.netns {
+            None => Command::new(&self.binary),
+            Some(path) => {
+                // nsenter execs the daemon: the child's PID is lazyfsd's.
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net={}", path.display())).arg(&self.binary);
+                c
+            }
+        };
+        let mut child = command
             .arg("--config")
             .arg(&self.files.config)
             .arg("--notify-stdout")

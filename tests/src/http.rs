@@ -11,38 +11,94 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
+use crate::netns::Netns;
 use crate::registry::free_port;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A child process listening on a loopback port.
+/// Where a server listens: a free loopback port, or an address and port
+/// in a network namespace.
+#[derive(Debug, Clone)]
+pub enum Place<'a> {
+    /// 127.0.0.1 and a free port.
+    Loopback,
+    /// `addr:port` in `netns`.
+    Netns {
+        /// The namespace.
+        netns: &'a Netns,
+        /// Its address the server listens on.
+        addr: &'a str,
+        /// The port.
+        port: u16,
+    },
+}
+
+/// A child process listening on a port.
 #[derive(Debug)]
 struct Server {
     dir: tempfile::TempDir,
+    addr: String,
     port: u16,
+    /// `/run/netns/<name>` when in a namespace.
+    netns: Option<PathBuf>,
     program: &'static str,
     args: Vec<String>,
     child: Option<Child>,
 }
 
 impl Server {
-    fn new(prefix: &str, program: &'static str, package: &str) -> anyhow::Result<Self> {
+    fn new(
+        prefix: &str,
+        program: &'static str,
+        package: &str,
+        place: &Place<'_>,
+    ) -> anyhow::Result<Self> {
         crate::require_program(program, package)?;
         let dir = tempfile::Builder::new().prefix(prefix).tempdir()?;
         // Workers that drop root (squid's `proxy` user) write logs here.
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777))?;
+        let (addr, port, netns) = match place {
+            Place::Loopback => ("127.0.0.1".to_owned(), free_port()?, None),
+            Place::Netns { netns, addr, port } => ((*addr).to_owned(), *port, Some(netns.path())),
+        };
         Ok(Self {
             dir,
-            port: free_port()?,
+            addr,
+            port,
+            netns,
             program,
             args: Vec::new(),
             child: None,
         })
     }
 
+    fn listening(&self) -> bool {
+        match &self.netns {
+            None => {
+                let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
+                TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+            }
+            Some(path) => Command::new("nsenter")
+                .arg(format!("--net={}", path.display()))
+                .args(["timeout", "2", "bash", "-c"])
+                .arg(format!("exec 3<>/dev/tcp/{}/{}", self.addr, self.port))
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success()),
+        }
+    }
+
     fn spawn(&mut self) -> anyhow::Result<()> {
         let log = std::fs::File::create(self.dir.path().join(format!("{}.out", self.program)))?;
-        let child = Command::new(self.program)
+        let mut command = match &self.netns {
+            None => Command::new(self.program),
+            Some(path) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net={}", path.display())).arg(self.program);
+                c
+            }
+        };
+        let child = command
             .args(&self.args)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -51,8 +107,7 @@ impl Server {
             .with_context(|| format!("spawning {}", self.program))?;
         self.child = Some(child);
         let deadline = Instant::now() + READY_TIMEOUT;
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        while !self.listening() {
             if let Some(status) = self
                 .child
                 .as_mut()
@@ -107,9 +162,14 @@ pub struct TestNginx {
 }
 
 impl TestNginx {
-    /// Starts nginx on a free port.
+    /// Starts nginx on a free loopback port.
     pub fn start(root: &Path) -> anyhow::Result<Self> {
-        let mut server = Server::new("lazy-nginx-", "nginx", "nginx-light")?;
+        Self::start_at(root, &Place::Loopback)
+    }
+
+    /// Starts nginx at `place`.
+    pub fn start_at(root: &Path, place: &Place<'_>) -> anyhow::Result<Self> {
+        let mut server = Server::new("lazy-nginx-", "nginx", "nginx-light", place)?;
         let conf = server.file("nginx.conf");
         let text = format!(
             "user root;\nworker_processes 1;\ndaemon off;\npid {pid};\nerror_log {err} warn;\n\
@@ -117,11 +177,12 @@ impl TestNginx {
              http {{\n  access_log {access};\n  client_body_temp_path {tmp};\n\
                proxy_temp_path {tmp};\n  fastcgi_temp_path {tmp};\n  uwsgi_temp_path {tmp};\n\
                scgi_temp_path {tmp};\n  default_type application/octet-stream;\n\
-               server {{\n    listen 127.0.0.1:{port};\n    root {root};\n{locations}  }}\n}}\n",
+               server {{\n    listen {addr}:{port};\n    root {root};\n{locations}  }}\n}}\n",
             pid = server.file("nginx.pid").display(),
             err = server.file("error.log").display(),
             access = server.file("access.log").display(),
             tmp = server.file("tmp").display(),
+            addr = server.addr,
             port = server.port,
             root = root.display(),
             locations = STORE_LOCATIONS,
@@ -132,9 +193,9 @@ impl TestNginx {
         Ok(Self { server })
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://ADDR:PORT`.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.server.port)
+        format!("http://{}:{}", self.server.addr, self.server.port)
     }
 
     /// The request paths that reached this server with a 200, one per request.
@@ -164,17 +225,26 @@ pub struct TestSquid {
 }
 
 impl TestSquid {
-    /// Starts squid on a free port.
+    /// Starts squid on a free loopback port, for clients on loopback.
     pub fn start() -> anyhow::Result<Self> {
-        let mut server = Server::new("lazy-squid-", "squid", "squid")?;
+        Self::start_at(&Place::Loopback, "127.0.0.1/32")
+    }
+
+    /// Starts squid at `place` (listening on all of its namespace's
+    /// addresses), for clients in `clients` (CIDR).
+    pub fn start_at(place: &Place<'_>, clients: &str) -> anyhow::Result<Self> {
+        let mut server = Server::new("lazy-squid-", "squid", "squid", place)?;
         let conf = server.file("squid.conf");
+        let listen = match place {
+            Place::Loopback => format!("127.0.0.1:{}", server.port),
+            Place::Netns { port, .. } => port.to_string(),
+        };
         let text = format!(
-            "http_port 127.0.0.1:{port}\nhttp_access allow localhost\nhttp_access deny all\n\
+            "http_port {listen}\nacl clients src {clients}\nhttp_access allow clients\nhttp_access deny all\n\
              cache_mem 256 MB\nmaximum_object_size_in_memory 16 MB\nmaximum_object_size 16 MB\n\
              pid_filename {pid}\naccess_log stdio:{access}\ncache_log {cache_log}\n\
              cache_store_log none\nshutdown_lifetime 0 seconds\ncoredump_dir {dir}\n\
-             dns_v4_first on\nvisible_hostname lazyfs-test-squid\n",
-            port = server.port,
+             collapsed_forwarding on\nvisible_hostname lazyfs-test-squid\n",
             pid = server.file("squid.pid").display(),
             access = server.file("access.log").display(),
             cache_log = server.file("cache.log").display(),
@@ -186,9 +256,10 @@ impl TestSquid {
         Ok(Self { server })
     }
 
-    /// `http://127.0.0.1:PORT`, for a proxy list.
+    /// `http://ADDR:PORT`, for a proxy list (ADDR as given at start; in a
+    /// namespace, each client uses the address on its own link).
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.server.port)
+        format!("http://{}:{}", self.server.addr, self.server.port)
     }
 
     /// How many requests went through this proxy (not counting

@@ -7,6 +7,7 @@ pub mod daemon;
 pub mod http;
 pub mod images;
 pub mod layout;
+pub mod netns;
 pub mod podman;
 pub mod process;
 pub mod registry;
