@@ -63,7 +63,6 @@ cleanup_site() {
 }
 trap cleanup_site EXIT
 trap 'exit 130' INT TERM
-in_reg() { nsenter --net=/run/netns/lzwan-reg "$@"; }
 
 log "work dir $WORK; binaries $BIN ($("$BIN/lazyctl" --version)); $NODES nodes x $JOBS jobs"
 wan_up 1gbit 0ms
@@ -105,7 +104,8 @@ http {
   }
 }
 CONF
-in_reg nginx -c "$WORK/nginx/nginx.conf" &
+# nsenter (not a shell function) so that $! is nsenter, which execs nginx.
+nsenter --net=/run/netns/lzwan-reg nginx -c "$WORK/nginx/nginx.conf" &
 NGINX_PID=$!
 
 # The site proxy: squid, memory cache, collapsed forwarding (concurrent
@@ -128,7 +128,7 @@ shutdown_lifetime 0 seconds
 coredump_dir $WORK/squid
 visible_hostname lazyfs-site-proxy
 CONF
-in_cli squid -N -f "$WORK/squid/squid.conf" &
+nsenter --net="$NS_CLI" squid -N -f "$WORK/squid/squid.conf" &
 SQUID_PID=$!
 
 # The worker nodes: a namespace each, a LAN link to the site, a lazyfsd.

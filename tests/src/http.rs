@@ -172,7 +172,7 @@ impl TestNginx {
         let mut server = Server::new("lazy-nginx-", "nginx", "nginx-light", place)?;
         let conf = server.file("nginx.conf");
         let text = format!(
-            "user root;\nworker_processes 1;\ndaemon off;\npid {pid};\nerror_log {err} warn;\n\
+            "user root;\nmaster_process off;\ndaemon off;\npid {pid};\nerror_log {err} warn;\n\
              events {{ worker_connections 256; }}\n\
              http {{\n  access_log {access};\n  client_body_temp_path {tmp};\n\
                proxy_temp_path {tmp};\n  fastcgi_temp_path {tmp};\n  uwsgi_temp_path {tmp};\n\
