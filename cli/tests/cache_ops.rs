@@ -1,6 +1,7 @@
 //! `lazyctl cache images | pin | unpin | gc` against a real lazyfsd: pinned
-//! images survive gc and quota pressure while unpinned ones are evicted,
-//! and a pinned image runs with every server gone, across a daemon crash.
+//! images survive gc and the quota pressure of concurrent containers while
+//! unpinned ones are evicted, and a pinned image runs with every server
+//! gone, across a daemon crash.
 
 mod lazyrun_host;
 
@@ -62,14 +63,16 @@ fn privileged_pinned_images_survive_gc_and_quota_pressure_unpinned_ones_go_first
     noise_image(&noise_src);
     host.convert(&noise_src, "v1", "noise:lazy");
     let reg = host.registry.host();
-    let (sample, other) = (format!("{reg}/sample:lazy"), format!("{reg}/noise:lazy"));
+    // `pinned` is pinned; containers of `running` (it has a shell) press
+    // against the quota meanwhile.
+    let (pinned, running) = (format!("{reg}/noise:lazy"), format!("{reg}/sample:lazy"));
 
-    // A quota that holds the sample image and 1 MiB more, not both images.
-    let sample_bytes = {
-        lazyctl_ok(&host, &["attach", &sample]);
-        usage(&host, &sample).bytes
+    // A quota that holds the pinned image and 1 MiB more, not both images.
+    let pinned_bytes = {
+        lazyctl_ok(&host, &["attach", &pinned]);
+        usage(&host, &pinned).bytes
     };
-    let quota = sample_bytes + (1 << 20);
+    let quota = pinned_bytes + (1 << 20);
     host.daemon = None;
     let files = DaemonFiles::write(
         &host.work.path().join("d"),
@@ -78,9 +81,9 @@ fn privileged_pinned_images_survive_gc_and_quota_pressure_unpinned_ones_go_first
     );
     host.daemon = Some(DaemonProcess::start(&sibling("lazyfsd"), files));
 
-    let pinned = lazyctl_ok(&host, &["cache", "pin", &sample]);
-    assert!(pinned.contains("pinned"), "{pinned}");
-    let u = usage(&host, &sample);
+    let out = lazyctl_ok(&host, &["cache", "pin", &pinned]);
+    assert!(out.contains("pinned"), "{out}");
+    let u = usage(&host, &pinned);
     assert!(
         u.pinned && u.cached_bytes == u.bytes,
         "pin fetches it all: {u:?}"
@@ -89,33 +92,67 @@ fn privileged_pinned_images_survive_gc_and_quota_pressure_unpinned_ones_go_first
     assert!(
         table
             .lines()
-            .any(|l| l.starts_with(&sample) && l.ends_with("yes")),
+            .any(|l| l.starts_with(&pinned) && l.ends_with("yes")),
         "{table}"
     );
 
-    // Reading all of the other image pushes against the quota: only its
-    // own chunks make room.
-    let layers = lazyctl_ok(&host, &["attach", &other]);
-    read_all(Path::new(layers.lines().next().unwrap()));
+    // Six containers at once read all of big.bin (5 MiB) and more: the
+    // cache stays within its quota, and only their own chunks make room.
+    let expected = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("md5sum | cut -c1-32")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write as _;
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(&noise(lazy_testkit::images::BIG_FILE_LEN, 42))?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let expected = String::from_utf8(expected.stdout).unwrap();
+    let containers: Vec<_> = (0..6)
+        .map(|_| {
+            host.command(&[
+                "--rm",
+                &running,
+                "sh",
+                "-c",
+                "md5sum /data/big.bin | cut -c1-32; cat /bin/busybox >/dev/null",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    for container in containers {
+        let out = container.wait_with_output().unwrap();
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        assert_eq!(stdout(&out), expected, "a container read big.bin whole");
+    }
     let stats = host.stats();
     assert!(stats.cache_bytes <= quota, "quota holds: {stats:?}");
     assert!(
         stats.evictions > 0,
-        "the other image was evicted: {stats:?}"
+        "the running image was evicted: {stats:?}"
     );
-    let u = usage(&host, &sample);
+    let u = usage(&host, &pinned);
     assert_eq!(u.cached_bytes, u.bytes, "the pinned image stays whole");
-    let o = usage(&host, &other);
+    let o = usage(&host, &running);
     assert!(!o.pinned && o.cached_bytes < o.bytes, "{o:?}");
 
     lazyctl_ok(&host, &["cache", "gc"]);
-    assert_eq!(usage(&host, &sample).cached_bytes, sample_bytes);
-    assert_eq!(usage(&host, &other).cached_bytes, 0);
+    assert_eq!(usage(&host, &pinned).cached_bytes, pinned_bytes);
+    assert_eq!(usage(&host, &running).cached_bytes, 0);
 
-    let out = lazyctl_ok(&host, &["cache", "unpin", &sample]);
+    let out = lazyctl_ok(&host, &["cache", "unpin", &pinned]);
     assert!(out.contains("unpinned"), "{out}");
     lazyctl_ok(&host, &["cache", "gc"]);
-    let u = usage(&host, &sample);
+    let u = usage(&host, &pinned);
     assert!(!u.pinned && u.cached_bytes == 0, "{u:?}");
 
     let out = host.lazyctl(&["cache", "pin", &format!("{reg}/never:attached")]);

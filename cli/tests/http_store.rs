@@ -16,7 +16,7 @@ use lazy_control::ErrorKind;
 use lazy_testkit::daemon::{DaemonFiles, DaemonProcess};
 use lazy_testkit::http::{Place, TestNginx, TestSquid};
 use lazy_testkit::netns::Netns;
-use lazy_testkit::registry::TestRegistry;
+use lazy_testkit::registry::{TestRegistry, free_port};
 use lazy_testkit::require_privileges;
 use lazy_testkit::tree::summarize;
 
@@ -308,6 +308,46 @@ fn store_free_copy(path: &Path) -> PathBuf {
         }
     }
     panic!("the base layer has no data/big.bin")
+}
+
+#[test]
+fn privileged_store_mirrors_fail_over_and_digest_references_ignore_tags() {
+    require_privileges!();
+    let work = tempfile::tempdir().unwrap();
+    let mut registry = TestRegistry::start().unwrap();
+    let host = registry.host();
+    let store = published_sample(work.path(), &registry);
+    registry.stop();
+    let mirror = TestNginx::start(&store).unwrap();
+    let dead = format!("http://127.0.0.1:{}", free_port().unwrap());
+    // The global proxy is dead too: the store's own list (DIRECT) wins.
+    let extra = format!(
+        "prefetch = \"none\"\n[proxy]\nservers = [\"http://127.0.0.1:9\"]\nbackoff_secs = 3\n\
+         [stores.\"{STORE}\"]\nurls = [{dead:?}, {:?}]\nproxies = [\"DIRECT\"]\n",
+        mirror.url()
+    );
+    let files = DaemonFiles::write(&work.path().join("node"), &host, &extra);
+    let socket = files.socket.to_str().unwrap().to_owned();
+    let _daemon = DaemonProcess::start(&lazyfsd_binary(), files);
+
+    let layers = attach(&socket, &format!("{STORE}/sample:lazy"));
+    let motd = std::fs::read(layers[0].join("etc/motd")).unwrap();
+    assert_eq!(motd, b"welcome to the lazy test image\n");
+    assert!(
+        eventually(|| !mirror.served_paths().is_empty()),
+        "the mirror served it"
+    );
+
+    // A tag moved elsewhere (or tampered with) does not touch an image
+    // named by its manifest digest.
+    let tag = store.join("tags/sample/lazy");
+    let digest = std::fs::read_to_string(&tag).unwrap().trim().to_owned();
+    std::fs::write(&tag, format!("sha256:{}\n", "0".repeat(64))).unwrap();
+    let not_found = ErrorKind::NotFound.mapping().exit_code;
+    let by_tag = format!("{STORE}/sample:lazy");
+    lazyctl_fails_with(&["attach", "--socket", &socket, &by_tag], not_found);
+    let pinned = attach(&socket, &format!("{STORE}/sample@{digest}"));
+    assert_eq!(pinned, layers);
 }
 
 #[test]

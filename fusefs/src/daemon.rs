@@ -32,8 +32,13 @@ fn open_stores(config: &DaemonConfig, client: &RegistryClient) -> anyhow::Result
             backoff: Duration::from_secs(config.proxy.backoff_secs),
             parallel: config.max_concurrent_fetches.max(1),
         };
-        let cas =
-            CasClient::new(options, client.routes()).with_context(|| format!("store {name}"))?;
+        let routes = match &store.proxies {
+            None => client.routes(),
+            Some(proxies) => client
+                .routes_through(proxies)
+                .with_context(|| format!("store {name}: proxies"))?,
+        };
+        let cas = CasClient::new(options, routes).with_context(|| format!("store {name}"))?;
         stores.insert(name.clone(), cas);
     }
     Ok(Stores::new(stores))

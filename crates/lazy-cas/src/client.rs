@@ -230,9 +230,10 @@ impl CasClient {
         }
     }
 
-    /// GETs `path` from the first URL that has it; `None` when every URL
-    /// answers 404. Failures move on to the next URL, and after a round
-    /// of failures, after a pause, round again (`retries` times).
+    /// GETs `path` from the first URL that has it; `None` when no URL has
+    /// it and at least one says so (404). Failures move on to the next
+    /// URL, and after a round of failures, after a pause, round again
+    /// (`retries` times).
     async fn get(&self, path: &str, limit: u64) -> Result<Option<Vec<u8>>, OciError> {
         let options = &self.inner.options;
         let mut last_error = None;
@@ -259,7 +260,10 @@ impl CasClient {
                     }
                 }
             }
-            if missing == order.len() {
+            // A URL that answered "no such file" is believed over others
+            // that could not answer: contents are named by digest, so a
+            // mirror that has the name has the file.
+            if missing > 0 {
                 return Ok(None);
             }
         }
@@ -273,10 +277,9 @@ impl CasClient {
             .routes
             .send(|http| http.get(url.clone()).timeout(timeout))
             .await;
-        let response = sent.map_err(|source| OciError::Unreachable {
-            registry: self.name().to_owned(),
+        let response = sent.map_err(|source| OciError::StoreUnreachable {
+            store: self.name().to_owned(),
             url: url.to_string(),
-            attempts: 1,
             source,
         })?;
         match response.status() {

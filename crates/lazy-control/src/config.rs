@@ -140,6 +140,9 @@ impl Default for ProxyConfig {
 pub struct StoreConfig {
     /// Its URLs (mirrors of each other), tried in order.
     pub urls: Vec<String>,
+    /// Proxies for this store only, in order, instead of `[proxy] servers`
+    /// (`["DIRECT"]`: none).
+    pub proxies: Option<Vec<String>>,
 }
 
 impl Default for DaemonConfig {

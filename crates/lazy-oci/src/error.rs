@@ -69,6 +69,17 @@ pub enum OciError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// An HTTP store could not be reached (at any of its URLs).
+    #[error("store {store} unreachable ({url}): {source}")]
+    StoreUnreachable {
+        /// The store's name.
+        store: String,
+        /// The URL last tried.
+        url: String,
+        /// The transport error.
+        #[source]
+        source: reqwest::Error,
+    },
     /// An HTTP store served something unusable.
     #[error("store {store}: {reason}")]
     Store {

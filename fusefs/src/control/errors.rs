@@ -13,7 +13,9 @@ pub(crate) fn oci_kind(e: &OciError) -> ErrorKind {
         | OciError::InvalidLocation { .. }
         | OciError::InvalidDigest { .. }
         | OciError::InvalidProxy { .. } => ErrorKind::InvalidRequest,
-        OciError::Unreachable { .. } | OciError::Transfer { .. } => ErrorKind::Unreachable,
+        OciError::Unreachable { .. }
+        | OciError::StoreUnreachable { .. }
+        | OciError::Transfer { .. } => ErrorKind::Unreachable,
         OciError::ManifestNotFound { .. }
         | OciError::BlobNotFound { .. }
         | OciError::LayoutTagNotFound { .. }

@@ -53,6 +53,14 @@ impl std::fmt::Debug for RegistryClient {
     }
 }
 
+/// An HTTP client builder with the options' user agent and timeouts.
+fn http_builder(opts: &ClientOptions) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .user_agent(opts.user_agent.clone())
+        .connect_timeout(CONNECT_TIMEOUT)
+        .read_timeout(opts.timeout)
+}
+
 /// Which registry and repository a request is about, for authentication and errors.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Target<'a> {
@@ -78,12 +86,7 @@ impl RegistryClient {
     /// Builds a client; reads the docker config for credentials.
     pub fn new(opts: ClientOptions) -> Result<Self, OciError> {
         let config = DockerConfig::load(opts.docker_config.as_deref())?;
-        let routes = Routes::new(&opts.proxies, opts.proxy_backoff, || {
-            reqwest::Client::builder()
-                .user_agent(opts.user_agent.clone())
-                .connect_timeout(CONNECT_TIMEOUT)
-                .read_timeout(opts.timeout)
-        })?;
+        let routes = Routes::new(&opts.proxies, opts.proxy_backoff, || http_builder(&opts))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 routes: Arc::new(routes),
@@ -117,6 +120,12 @@ impl RegistryClient {
     /// The proxy routes, to share with other HTTP clients (stores).
     pub fn routes(&self) -> Arc<Routes> {
         Arc::clone(&self.inner.routes)
+    }
+
+    /// Routes through `proxies` instead, with this client's settings.
+    pub fn routes_through(&self, proxies: &[String]) -> Result<Arc<Routes>, OciError> {
+        let opts = &self.inner.opts;
+        Routes::new(proxies, opts.proxy_backoff, || http_builder(opts)).map(Arc::new)
     }
 
     /// The options the client was built with.
