@@ -31,19 +31,6 @@ fn lazyctl_ok(host: &Host, args: &[&str]) -> String {
     stdout(&out)
 }
 
-/// Reads every regular file under `dir`.
-fn read_all(dir: &Path) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let entry = entry.unwrap();
-        let kind = entry.file_type().unwrap();
-        if kind.is_dir() {
-            read_all(&entry.path());
-        } else if kind.is_file() {
-            std::fs::read(entry.path()).unwrap();
-        }
-    }
-}
-
 /// An image of one layer: 6 MiB of noise in three files, nothing shared
 /// with the sample image.
 fn noise_image(dir: &Path) {
