@@ -27,14 +27,14 @@ fn lazyfsd_binary() -> PathBuf {
 }
 
 /// The sample image converted into `registry` as `sample:lazy` with small
-/// chunks (many objects), and published into `<work>/store`.
-fn published_sample(work: &Path, registry: &TestRegistry) -> PathBuf {
+/// chunks (many objects); returns the image.
+fn converted_sample(work: &Path, registry: &TestRegistry) -> String {
     let host = registry.host();
     let src = write_sample(work);
     skopeo_push(&src, "v1", &format!("{host}/sample:v1"));
     let image = format!("{host}/sample:lazy");
     let source = format!("{host}/sample:v1");
-    let args = [
+    lazyctl_ok(&[
         "convert",
         "--insecure",
         &host,
@@ -42,8 +42,14 @@ fn published_sample(work: &Path, registry: &TestRegistry) -> PathBuf {
         "64K",
         &source,
         &image,
-    ];
-    lazyctl_ok(&args);
+    ]);
+    image
+}
+
+/// The sample image converted into `registry` and published into
+/// `<work>/store`.
+fn published_sample(work: &Path, registry: &TestRegistry) -> PathBuf {
+    let (host, image) = (registry.host(), converted_sample(work, registry));
     let store = work.join("store");
     let out = lazyctl_ok(&[
         "publish",
@@ -57,6 +63,16 @@ fn published_sample(work: &Path, registry: &TestRegistry) -> PathBuf {
         "{out}"
     );
     store
+}
+
+/// A published sample store whose registry is gone: (work dir, registry
+/// host, store).
+fn store_only() -> (tempfile::TempDir, String, PathBuf) {
+    let work = tempfile::tempdir().unwrap();
+    let mut registry = TestRegistry::start().unwrap();
+    let store = published_sample(work.path(), &registry);
+    registry.stop();
+    (work, registry.host(), store)
 }
 
 /// A lazyfsd that fetches only on demand, through `proxies`, with the
@@ -230,11 +246,7 @@ fn privileged_nodes_read_a_store_through_a_site_proxy_and_the_origin_serves_each
 #[test]
 fn privileged_a_dead_proxy_is_passed_over_and_tried_again_after_its_backoff() {
     require_privileges!();
-    let work = tempfile::tempdir().unwrap();
-    let mut registry = TestRegistry::start().unwrap();
-    let host = registry.host();
-    let store = published_sample(work.path(), &registry);
-    registry.stop();
+    let (work, host, store) = store_only();
     let nginx = TestNginx::start(&store).unwrap();
     let mut first = TestSquid::start().unwrap();
     let second = TestSquid::start().unwrap();
@@ -313,11 +325,7 @@ fn store_free_copy(path: &Path) -> PathBuf {
 #[test]
 fn privileged_store_mirrors_fail_over_and_digest_references_ignore_tags() {
     require_privileges!();
-    let work = tempfile::tempdir().unwrap();
-    let mut registry = TestRegistry::start().unwrap();
-    let host = registry.host();
-    let store = published_sample(work.path(), &registry);
-    registry.stop();
+    let (work, host, store) = store_only();
     let mirror = TestNginx::start(&store).unwrap();
     let dead = format!("http://127.0.0.1:{}", free_port().unwrap());
     // The global proxy is dead too: the store's own list (DIRECT) wins.
@@ -356,16 +364,7 @@ fn privileged_registry_range_reads_go_through_the_proxy() {
     let work = tempfile::tempdir().unwrap();
     let registry = TestRegistry::start().unwrap();
     let host = registry.host();
-    let src = write_sample(work.path());
-    skopeo_push(&src, "v1", &format!("{host}/sample:v1"));
-    let image = format!("{host}/sample:lazy");
-    lazyctl_ok(&[
-        "convert",
-        "--insecure",
-        &host,
-        &format!("{host}/sample:v1"),
-        &image,
-    ]);
+    let image = converted_sample(work.path(), &registry);
     let squid = TestSquid::start().unwrap();
     let (_daemon, socket) = start_node(
         &work.path().join("node"),

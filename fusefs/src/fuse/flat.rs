@@ -171,21 +171,7 @@ impl ChunkSource for MergedSource {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fuse::layer::{NoSource, test_entry as entry};
-
-    fn layer(slot: u32, entries: Vec<Entry>) -> Arc<AttachedLayer> {
-        let meta = LayerMeta {
-            entries,
-            chunks: Vec::new(),
-        };
-        Arc::new(AttachedLayer::new(
-            format!("sha256:{slot}"),
-            slot,
-            meta,
-            0,
-            Arc::new(NoSource),
-        ))
-    }
+    use crate::fuse::layer::{test_entry as entry, test_layer as layer};
 
     fn dir(opaque: bool) -> EntryKind {
         EntryKind::Dir { opaque }

@@ -222,6 +222,23 @@ pub(crate) fn test_entry(path: &[u8], kind: EntryKind) -> Entry {
     }
 }
 
+/// A layer for tests: `entries` (sorted, root first) and no chunks, named
+/// `sha256:<slot>`.
+#[cfg(test)]
+pub(crate) fn test_layer(slot: u32, entries: Vec<Entry>) -> Arc<AttachedLayer> {
+    let meta = LayerMeta {
+        entries,
+        chunks: Vec::new(),
+    };
+    Arc::new(AttachedLayer::new(
+        format!("sha256:{slot}"),
+        slot,
+        meta,
+        0,
+        Arc::new(NoSource),
+    ))
+}
+
 #[cfg(test)]
 impl ChunkSource for NoSource {
     fn read_range(

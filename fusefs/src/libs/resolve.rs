@@ -84,8 +84,8 @@ pub fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fuse::layer::{NoSource, test_entry};
-    use lazy_format::{Entry, LayerMeta};
+    use crate::fuse::layer::{test_entry, test_layer};
+    use lazy_format::Entry;
 
     fn entry(path: &str, kind: EntryKind) -> Entry {
         test_entry(path.as_bytes(), kind)
@@ -109,17 +109,7 @@ mod tests {
     fn layer(slot: u32, mut entries: Vec<Entry>) -> Arc<AttachedLayer> {
         entries.insert(0, dir(""));
         entries.sort_by(|a, b| a.path.cmp(&b.path));
-        let meta = LayerMeta {
-            entries,
-            chunks: Vec::new(),
-        };
-        Arc::new(AttachedLayer::new(
-            format!("sha256:{slot}"),
-            slot,
-            meta,
-            0,
-            Arc::new(NoSource),
-        ))
+        test_layer(slot, entries)
     }
     fn found(stack: &[Arc<AttachedLayer>], path: &str) -> Option<(u32, String)> {
         resolve_file(stack, path.as_bytes()).map(|(l, i)| {
