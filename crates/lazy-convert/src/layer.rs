@@ -104,7 +104,7 @@ fn finish_blob<W: Write>(
     let WrittenChunks {
         table,
         index_of_seq,
-        mut out,
+        out,
     } = written;
     let meta_offset = table.data_len();
     let mut entries = tree.into_entries();
@@ -119,12 +119,24 @@ fn finish_blob<W: Write>(
         entries,
         chunks: table.into_records(),
     };
+    finish_layer(out, meta, meta_offset, layer)
+}
+
+/// Ends a layer blob whose chunk data `out` has written: appends the
+/// metadata and footer for `meta` (at `meta_offset`), flushes, and
+/// describes the blob.
+pub(crate) fn finish_layer<W: Write>(
+    mut out: HashingWriter<W>,
+    meta: LayerMeta,
+    meta_offset: u64,
+    layer: &str,
+) -> Result<ConvertedLayer> {
     let tail = encode_tail(&meta, meta_offset).map_err(|source| ConvertError::Format {
         layer: layer.to_owned(),
         source,
     })?;
     out.write_all(&tail.bytes)
-        .and_then(|()| out.inner.flush())
+        .and_then(|()| out.flush())
         .map_err(ConvertError::write(layer))?;
     let (digest, size) = out.finish();
     Ok(ConvertedLayer {

@@ -12,10 +12,10 @@ use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 
-use lazy_format::{LayerMeta, encode_tail};
+use lazy_format::LayerMeta;
 
 use crate::error::{ConvertError, Result};
-use crate::layer::{ConvertedLayer, HashingWriter};
+use crate::layer::{ConvertedLayer, HashingWriter, finish_layer};
 
 /// Chunk table indices in their new blob order: `first` (duplicates and
 /// indices out of range dropped), then every other chunk in its current
@@ -67,20 +67,5 @@ pub fn relayout_layer<W: Write>(
         out.write_all(&buf).map_err(write_err)?;
     }
     let meta_offset = out.written;
-    let tail = encode_tail(&relaid, meta_offset).map_err(|source| ConvertError::Format {
-        layer: layer.to_owned(),
-        source,
-    })?;
-    out.write_all(&tail.bytes)
-        .and_then(|()| out.flush())
-        .map_err(write_err)?;
-    let (digest, size) = out.finish();
-    Ok(ConvertedLayer {
-        digest,
-        size,
-        meta_offset,
-        meta_len: tail.bytes.len() as u64,
-        stats: relaid.stats(),
-        meta: relaid,
-    })
+    finish_layer(out, relaid, meta_offset, layer)
 }
