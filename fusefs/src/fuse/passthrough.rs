@@ -14,9 +14,24 @@ use std::sync::{Arc, Mutex};
 use fuser::BackingId;
 
 /// Open handles by inode, in one I/O mode per inode.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct BackingTable {
     inner: Mutex<Table>,
+}
+
+impl Default for BackingTable {
+    /// Handles start at a number of this process's own (its PID in the
+    /// high bits): after a takeover the kernel still holds handles of the
+    /// daemon before, and releasing one must not release one of ours.
+    fn default() -> Self {
+        let table = Table {
+            next_fh: u64::from(std::process::id()) << 32,
+            ..Table::default()
+        };
+        Self {
+            inner: Mutex::new(table),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
