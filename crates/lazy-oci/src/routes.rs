@@ -5,6 +5,7 @@
 //! every proxy is down they are all tried anyway, soonest back first, so a
 //! request is never refused only because of earlier failures.
 
+use std::convert::Infallible;
 use std::time::Duration;
 
 use reqwest::{Response, StatusCode};
@@ -103,15 +104,34 @@ impl Routes {
         &self,
         build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
     ) -> Result<Response, reqwest::Error> {
+        let built =
+            |client: &reqwest::Client| std::future::ready(Ok::<_, Infallible>(build(client)));
+        match self.send_with(built, is_route_failure).await {
+            Ok(outcome) => outcome,
+            Err(never) => match never {},
+        }
+    }
+
+    /// [`Routes::send`] for requests whose building can fail (a body read
+    /// from a file) and whose callers judge which outcomes move on to the
+    /// next route (`fails_over`).
+    pub async fn send_with<Fut, E>(
+        &self,
+        build: impl Fn(&reqwest::Client) -> Fut,
+        fails_over: impl Fn(&Result<Response, reqwest::Error>) -> bool,
+    ) -> Result<Result<Response, reqwest::Error>, E>
+    where
+        Fut: Future<Output = Result<reqwest::RequestBuilder, E>>,
+    {
         let order = self.in_order();
         let last = order.len() - 1;
         for (i, route) in order.into_iter().enumerate() {
-            let outcome = build(route.client()).send().await;
-            if i < last && is_route_failure(&outcome) {
+            let outcome = build(route.client()).await?.send().await;
+            if i < last && fails_over(&outcome) {
                 self.failed(route, &describe(&outcome));
                 continue;
             }
-            return outcome;
+            return Ok(outcome);
         }
         unreachable!("there is always a route")
     }

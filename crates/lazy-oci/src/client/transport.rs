@@ -166,23 +166,14 @@ impl RegistryClient {
         call: &Call<'_>,
         authorization: Option<HeaderValue>,
     ) -> Result<Result<Response, reqwest::Error>, OciError> {
-        let routes = &self.inner.routes;
-        let order = routes.in_order();
-        let last = order.len() - 1;
-        for (i, route) in order.into_iter().enumerate() {
-            let request = self.build(route.client(), call, authorization.clone());
-            let outcome = attach_body(request, &call.body).await?.send().await;
-            let failed = match &outcome {
-                Err(e) if e.is_connect() => true,
-                _ => call.retry && crate::routes::is_route_failure(&outcome),
-            };
-            if i < last && failed {
-                routes.failed(route, &crate::routes::describe(&outcome));
-                continue;
-            }
-            return Ok(outcome);
-        }
-        unreachable!("there is always a route")
+        let build = |client: &reqwest::Client| {
+            attach_body(self.build(client, call, authorization.clone()), &call.body)
+        };
+        let fails_over = |outcome: &Result<Response, reqwest::Error>| match outcome {
+            Err(e) if e.is_connect() => true,
+            _ => call.retry && crate::routes::is_route_failure(outcome),
+        };
+        self.inner.routes.send_with(build, fails_over).await
     }
 
     fn build(
