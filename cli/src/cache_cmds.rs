@@ -101,6 +101,7 @@ pub fn cache(args: CacheArgs) -> anyhow::Result<()> {
                     s.verification_failures
                 );
                 println!("attached     {} layers", s.attached_layers);
+                println!("prefetching  {} images", s.prefetching);
             }
         }
         CacheCommand::Gc { keep } => {

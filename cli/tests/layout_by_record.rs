@@ -150,24 +150,18 @@ fn privileged_convert_record_lays_the_image_out_in_read_order() {
     let (_daemon, _, socket) =
         start_daemon(&work.path().join("fresh"), &host, "prefetch = \"record\"");
     let paths = lazyctl_ok(&["attach", "--socket", &socket, &image]);
-    let fetched = || -> u64 {
-        let stats = lazyctl_ok(&["cache", "stats", "--json", "--socket", &socket]);
-        serde_json::from_str::<serde_json::Value>(&stats).unwrap()["fetched_chunks"]
-            .as_u64()
-            .unwrap()
+    let stats = || -> serde_json::Value {
+        let out = lazyctl_ok(&["cache", "stats", "--json", "--socket", &socket]);
+        serde_json::from_str(&out).unwrap()
     };
+    let fetched = || stats()["fetched_chunks"].as_u64().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
-    let mut last = (u64::MAX, Instant::now());
-    // Settled: the count has not moved for a second.
-    while last.1.elapsed() < Duration::from_secs(1) {
-        assert!(Instant::now() < deadline, "prefetch did not settle");
-        let now = fetched();
-        if now != last.0 {
-            last = (now, Instant::now());
-        }
+    while stats()["prefetching"].as_u64() != Some(0) {
+        assert!(Instant::now() < deadline, "prefetch did not end");
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(last.0 > 2, "the record was prefetched: {}", last.0);
+    let prefetched = fetched();
+    assert!(prefetched > 2, "the record was prefetched: {prefetched}");
     let mut layers = paths.lines().map(PathBuf::from);
     let (base, upper) = (layers.next().unwrap(), layers.next().unwrap());
     let big = std::fs::File::open(base.join("data/big.bin")).unwrap();
@@ -181,7 +175,7 @@ fn privileged_convert_record_lays_the_image_out_in_read_order() {
     assert_eq!(std::fs::read(upper.join("srv/new")).unwrap().len(), 300_000);
     assert_eq!(
         fetched(),
-        last.0,
+        prefetched,
         "what the command reads was all prefetched"
     );
 }

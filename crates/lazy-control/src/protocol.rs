@@ -236,6 +236,10 @@ pub struct StatsInfo {
     /// (divided by `requests`: the mean time of one, to set beside the RTT).
     #[serde(default)]
     pub fetch_micros: u64,
+    /// Images whose background prefetch still runs (the later parts of a
+    /// recorded startup set wait up to a second each for readers to follow).
+    #[serde(default)]
+    pub prefetching: u64,
 }
 
 /// What the daemon answers.

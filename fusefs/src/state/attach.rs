@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures_util::future::join_all;
 use lazy_control::protocol::{AttachedImage, LayerInfo, PullPolicy, RegistryCredentials};
@@ -181,7 +182,9 @@ impl DaemonState {
         let record_reference = reference.with_tag(&prefetch_tag(manifest_digest));
         let record_store = self.stores.image_store(&record_reference, client);
         let (cache, image) = (self.cache.clone(), image.to_owned());
+        let running = Running::start(&self.prefetching);
         tokio::spawn(async move {
+            let _running = running;
             match fetch_prefetch_record(&record_store, &image).await {
                 Ok(Some(record)) => {
                     let n = prefetch_record(&cache, &layers, &record).await;
@@ -420,4 +423,20 @@ fn vanished(digest: &str) -> ControlError {
         ErrorKind::Busy,
         format!("layer {digest} was detached while attaching; try again"),
     )
+}
+
+/// One background prefetch counted in the stats while it runs.
+struct Running(Arc<AtomicU64>);
+
+impl Running {
+    fn start(count: &Arc<AtomicU64>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(Arc::clone(count))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }

@@ -11,6 +11,7 @@ mod pins;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use fuser::Notifier;
@@ -56,6 +57,8 @@ pub(crate) struct DaemonState {
     images: LocalImages,
     /// Flat image views.
     flats: Mutex<flat::FlatList>,
+    /// Background prefetches still running.
+    prefetching: Arc<AtomicU64>,
 }
 
 /// A layer's metadata with the size of its blob.
@@ -100,6 +103,7 @@ impl DaemonState {
             recorder: Arc::new(Recorder::default()),
             images: LocalImages::open(cache_dir)?,
             flats: Mutex::new(flat::FlatList::load(cache_dir)),
+            prefetching: Arc::default(),
         };
         state.restore();
         state.restore_flats();
@@ -356,6 +360,7 @@ impl DaemonState {
             copy_bytes,
             assembly_queue: u64::try_from(m.assembly_queue.get()).unwrap_or(0),
             fetch_micros: whole_micros(m.fetch_seconds.get_sample_sum()),
+            prefetching: self.prefetching.load(Ordering::Relaxed),
         }
     }
 
