@@ -46,6 +46,7 @@ enum CacheCommand {
     /// Pin an attached image: its chunks are never evicted (not by gc, not
     /// by the quota). Fetches every chunk not cached yet, so the image
     /// then runs with the registry, the proxies and the network gone.
+    /// Refused when the pinned images together would not fit in the quota.
     Pin {
         /// The image, as attached.
         image: String,

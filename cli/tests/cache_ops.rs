@@ -132,6 +132,18 @@ fn privileged_pinned_images_survive_gc_and_quota_pressure_unpinned_ones_go_first
     let o = usage(&host, &running);
     assert!(!o.pinned && o.cached_bytes < o.bytes, "{o:?}");
 
+    // Pinning `running` too could not fit: refused before any fetch.
+    let fetched = host.stats().fetched_bytes;
+    let out = host.lazyctl(&["cache", "pin", &running]);
+    assert_eq!(code(&out), 64, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot be pinned") && stderr(&out).contains("quota"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(host.stats().fetched_bytes, fetched, "nothing fetched");
+    assert!(!usage(&host, &running).pinned);
+
     lazyctl_ok(&host, &["cache", "gc"]);
     assert_eq!(usage(&host, &pinned).cached_bytes, pinned_bytes);
     assert_eq!(usage(&host, &running).cached_bytes, 0);

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use lazy_control::protocol::ImageUsage;
+use lazy_control::size::human;
 use lazy_control::{ControlError, ErrorKind};
 
 use super::attached::{AttachList, AttachRecord};
@@ -65,7 +66,12 @@ impl DaemonState {
     ) -> OpResult<ImageUsage> {
         let name = image.to_owned();
         let layers = self
-            .blocking(move |state| state.set_pinned(&name, pinned))
+            .blocking(move |state| {
+                if pinned {
+                    state.check_pin_fits(&name)?;
+                }
+                state.set_pinned(&name, pinned)
+            })
             .await?;
         if pinned && fetch {
             prefetch_all(&self.cache, &layers).await;
@@ -89,6 +95,39 @@ impl DaemonState {
             ));
         }
         Ok(usage)
+    }
+
+    /// Refuses to pin `image` when it and the images pinned already could
+    /// not all stay in the cache: better than fetching it all to find out.
+    fn check_pin_fits(&self, image: &str) -> OpResult<()> {
+        let list = self.attached.lock().expect("attach list lock");
+        let mut seen = HashSet::new();
+        let mut bytes = 0;
+        let pinned_after = list
+            .records
+            .iter()
+            .filter(|r| r.pinned || r.images.iter().any(|i| i == image));
+        for layer in pinned_after.filter_map(|r| self.table.by_digest(&r.digest)) {
+            for chunk in &layer.meta.chunks {
+                if seen.insert(chunk.digest) {
+                    bytes += u64::from(chunk.size);
+                }
+            }
+        }
+        let quota = self.cache.config().quota_bytes;
+        if bytes <= quota {
+            return Ok(());
+        }
+        Err(ControlError::new(
+            ErrorKind::InvalidRequest,
+            format!(
+                "{image} cannot be pinned: with the images pinned now the cache would have to \
+                 keep {}, more than its quota of {} (unpin an image, or raise `quota` in \
+                 lazyfsd's config)",
+                human(bytes),
+                human(quota)
+            ),
+        ))
     }
 
     /// Sets the pin of `image` on its layers and saves the list; returns the layers.
