@@ -9,7 +9,7 @@ mod common;
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{lazyctl_err, lazyctl_fails_with, lazyctl_ok, skopeo_push, write_sample};
 use lazy_control::ErrorKind;
@@ -77,6 +77,10 @@ fn store_only() -> (tempfile::TempDir, String, PathBuf) {
 
 /// A lazyfsd that fetches only on demand, through `proxies`, with the
 /// store at `store_url`.
+/// A failed proxy's rest: long enough to restart squid within it on a
+/// loaded machine.
+const BACKOFF: Duration = Duration::from_secs(10);
+
 fn start_node(
     dir: &Path,
     registry: &str,
@@ -85,8 +89,9 @@ fn start_node(
 ) -> (DaemonProcess, String) {
     let extra = format!(
         "prefetch = \"none\"\nprefetch_nearby = false\nprefetch_libraries = false\n\
-         [proxy]\nservers = {proxies:?}\nbackoff_secs = 3\n\
-         [stores.\"{STORE}\"]\nurls = [{store_url:?}]\n"
+         [proxy]\nservers = {proxies:?}\nbackoff_secs = {}\n\
+         [stores.\"{STORE}\"]\nurls = [{store_url:?}]\n",
+        BACKOFF.as_secs()
     );
     let files = DaemonFiles::write(dir, registry, &extra);
     let socket = files.socket.to_str().unwrap().to_owned();
@@ -273,7 +278,10 @@ fn privileged_a_dead_proxy_is_passed_over_and_tried_again_after_its_backoff() {
     assert_eq!(second.requests(), 0, "{}", second.access_log());
 
     first.kill();
+    // The first proxy fails, and rests, from within this read.
+    let failing = Instant::now();
     read_at(1 << 20);
+    let failed = Instant::now();
     assert!(
         eventually(|| second.requests() > 0),
         "reads go on through the second proxy"
@@ -282,12 +290,18 @@ fn privileged_a_dead_proxy_is_passed_over_and_tried_again_after_its_backoff() {
     first.restart().unwrap();
     let before = first.requests();
     read_at(2 << 20);
+    assert!(
+        failing.elapsed() < BACKOFF,
+        "the check below needs the back-off still running"
+    );
     assert_eq!(
         first.requests(),
         before,
         "a failed proxy rests for its back-off"
     );
-    std::thread::sleep(Duration::from_secs(4));
+    std::thread::sleep(
+        (failed + BACKOFF + Duration::from_secs(1)).saturating_duration_since(Instant::now()),
+    );
     read_at(3 << 20);
     assert!(
         eventually(|| first.requests() > before),
