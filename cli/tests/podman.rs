@@ -1,20 +1,26 @@
 //! lazyfs under a real Podman (Debian's 4.3) through lazyfsd's additional
 //! layer store: `lazyctl podman-setup`, then `podman pull` finds the lazy
 //! layers in the store and downloads none, `podman run` reads through
-//! lazyfsd. Every process is the real one, started here under a temp dir.
+//! lazyfsd, and a running container reads on while a supervised lazyfsd is
+//! killed and started again. Every process is the real one, started here
+//! under a temp dir.
 
+use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use lazy_testkit::daemon::{DaemonFiles, DaemonProcess};
-use lazy_testkit::images::push_sample_images;
+use lazy_testkit::images::{BIG_FILE_LEN, noise, push_sample_images};
 use lazy_testkit::podman::TestPodman;
 use lazy_testkit::process::{output_text as text, run_ok};
 use lazy_testkit::registry::TestRegistry;
 use lazy_testkit::require_privileges;
 use lazy_testkit::tree::diff_trees;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 
 const OS_RELEASE: &str = "PRETTY_NAME=\"lazyfs podman test\"\nID=lazytest\n";
 
@@ -39,14 +45,24 @@ struct Node {
 
 impl Node {
     fn start() -> Node {
+        Self::start_with(DaemonProcess::start, "prefetch = \"none\"")
+    }
+
+    /// With lazyfsd under `--supervise`, as its systemd unit runs it, and
+    /// without passthrough: every read of a container is a FUSE request.
+    fn start_supervised() -> Node {
+        let config = "prefetch = \"none\"\npassthrough = false";
+        Self::start_with(DaemonProcess::start_supervised, config)
+    }
+
+    fn start_with(start: fn(&Path, DaemonFiles) -> DaemonProcess, config: &str) -> Node {
         let work = tempfile::tempdir().unwrap();
         let registry = TestRegistry::start().unwrap();
         let host = registry.host();
         let (lazy_image, plain_image) =
             push_sample_images(work.path(), &registry, &bin("lazyctl"), OS_RELEASE).unwrap();
         let podman = TestPodman::new(&work.path().join("podman")).unwrap();
-        let daemon_files =
-            DaemonFiles::write(&work.path().join("lazyfsd"), &host, "prefetch = \"none\"");
+        let daemon_files = DaemonFiles::write(&work.path().join("lazyfsd"), &host, config);
         let store = work.path().join("store");
         let storage_conf = podman.storage_conf.display().to_string();
         let daemon_conf = daemon_files.config.display().to_string();
@@ -64,7 +80,7 @@ impl Node {
             ],
         );
         assert!(setup.contains("store added"), "{setup}");
-        let daemon = DaemonProcess::start(&bin("lazyfsd"), daemon_files.clone());
+        let daemon = start(&bin("lazyfsd"), daemon_files.clone());
         Node {
             podman,
             daemon: Some(daemon),
@@ -372,4 +388,93 @@ fn privileged_a_pull_with_lazyfsd_down_fails_and_leaves_nothing() {
     node.pull_ok(&node.lazy_image);
     let os_release = node.podman_ok(&["run", "--rm", &node.lazy_image, "cat", "/etc/os-release"]);
     assert_eq!(os_release, OS_RELEASE);
+}
+
+#[test]
+fn privileged_a_podman_container_reads_on_while_supervised_lazyfsd_restarts() {
+    require_privileges!();
+    let node = Node::start_supervised();
+    node.pull_ok(&node.lazy_image);
+    let expected = md5_hex(&noise(BIG_FILE_LEN, 42));
+    // Reads big.bin whole, O_DIRECT (no page cache), over and over.
+    let control = node._work.path().join("control");
+    std::fs::create_dir(&control).unwrap();
+    let volume = format!("{}:/control", control.display());
+    let mut container = node
+        .podman
+        .command()
+        .args(["run", "--rm", "-v", &volume, &node.lazy_image, "sh", "-c"])
+        .arg("until [ -e /control/stop ]; do dd if=/data/big.bin iflag=direct bs=1M 2>/dev/null | md5sum; done")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let sums = Arc::new(Mutex::new(Vec::<String>::new()));
+    let collector = {
+        let (stdout, sums) = (container.stdout.take().unwrap(), Arc::clone(&sums));
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                sums.lock().unwrap().push(line.unwrap());
+            }
+        })
+    };
+    let rounds_grow = |what: &str| {
+        let start = sums.lock().unwrap().len();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while sums.lock().unwrap().len() < start + 2 {
+            assert!(
+                Instant::now() < deadline,
+                "the container stalled {what}:\n{}",
+                node.daemon_log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    rounds_grow("before the restart");
+
+    let daemon = node.daemon.as_ref().unwrap();
+    let first = daemon.worker_pid().expect("a supervised lazyfsd");
+    kill(Pid::from_raw(first as i32), Signal::SIGKILL).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while daemon.worker_pid().is_none_or(|pid| pid == first) {
+        assert!(
+            Instant::now() < deadline,
+            "no new lazyfsd:\n{}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    rounds_grow("after kill -9");
+
+    // The layer store is mounted again: a new container starts.
+    let os_release = node.podman_ok(&["run", "--rm", &node.lazy_image, "cat", "/etc/os-release"]);
+    assert_eq!(os_release, OS_RELEASE);
+
+    std::fs::write(control.join("stop"), "").unwrap();
+    let status = container.wait().unwrap();
+    collector.join().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut container.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "{status}: {stderr}");
+    let sums = sums.lock().unwrap();
+    let wrong: Vec<_> = sums.iter().filter(|l| !l.starts_with(&expected)).collect();
+    assert!(
+        wrong.is_empty(),
+        "{} of {} rounds read wrong bytes: {wrong:?}",
+        wrong.len(),
+        sums.len()
+    );
+}
+
+/// The md5 of `data` in hex, as md5sum prints it.
+fn md5_hex(data: &[u8]) -> String {
+    let mut child = Command::new("md5sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), data).unwrap();
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8(out.stdout).unwrap()[..32].to_owned()
 }
