@@ -1,7 +1,7 @@
 //! Flat image views: `lazyctl attach --flat` shows a multi-layer image
 //! (whiteouts, opaque directories, a file replacing a lower one, hardlinks)
 //! merged into one directory that equals `lazyctl unpack` of the image,
-//! runs under a plain `chroot`, survives a daemon crash, and goes with a
+//! runs under a plain `chroot` and Charliecloud's `ch-run`, survives a daemon crash, and goes with a
 //! detach. Real registry, real lazyfsd.
 
 mod common;
@@ -36,11 +36,31 @@ fn in_chroot(root: &Path, script: &str) -> String {
     stdout(&out)
 }
 
+/// What `sh -c script` prints when Charliecloud's `ch-run` runs `root`:
+/// an HTC runtime that runs an image directory as it is (read-only, no
+/// overlay), as Apptainer runs a sandbox directory.
+fn in_ch_run(root: &Path, script: &str) -> String {
+    let out = Command::new("ch-run")
+        .env("USER", "root")
+        .args(["--no-passwd", "--cd=/"])
+        .arg(root)
+        .args(["--", "/bin/sh", "-c", script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ch-run {}: {}",
+        root.display(),
+        stderr(&out)
+    );
+    stdout(&out)
+}
+
 const SCRIPT: &str = "cat /etc/motd /etc/changed /data/replace-me; ls -a /data /data/opaque; \
                       test -e /data/deleted || echo deleted is gone; busybox wc -c </data/big.bin";
 
 #[test]
-fn privileged_a_flat_view_is_the_unpacked_image_and_runs_in_a_chroot() {
+fn privileged_a_flat_view_is_the_unpacked_image_and_runs_under_chroot_and_ch_run() {
     require_privileges!();
     let mut host = Host::with_sample();
     let image = format!("{}/sample:lazy", host.registry.host());
@@ -68,6 +88,7 @@ fn privileged_a_flat_view_is_the_unpacked_image_and_runs_in_a_chroot() {
         "{expected}"
     );
     assert_eq!(in_chroot(flat, SCRIPT), expected);
+    assert_eq!(in_ch_run(flat, SCRIPT), expected);
     let again = lazyctl_ok(&host, &["attach", "--flat", &image]);
     assert_eq!(Path::new(again.trim()), flat, "one view per image");
 

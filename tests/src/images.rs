@@ -39,7 +39,9 @@ pub fn base_layer() -> Result<Vec<u8>> {
         .dir("bin", 0o755)
         .dir("etc", 0o755)
         .dir("data", 0o755)
-        .dir("dev", 0o755);
+        .dir("dev", 0o755)
+        .dir("proc", 0o555)
+        .dir("sys", 0o555);
     t.dir("tmp", 0o1777)
         .dir("var", 0o755)
         .dir("var/cache", 0o755)
