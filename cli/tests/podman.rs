@@ -21,6 +21,7 @@ use lazy_testkit::require_privileges;
 use lazy_testkit::tree::diff_trees;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use sha2::Digest as _;
 
 const OS_RELEASE: &str = "PRETTY_NAME=\"lazyfs podman test\"\nID=lazytest\n";
 
@@ -431,6 +432,11 @@ fn privileged_a_podman_container_reads_on_while_supervised_lazyfsd_restarts() {
         }
     };
     rounds_grow("before the restart");
+    // A file of the layer store, open across the restart; only its head read.
+    let digest = layer_digests(&node.lazy_image).remove(0);
+    let layer_dir = node.image_dir(&node.lazy_image).join(&digest);
+    let blob = std::fs::File::open(layer_dir.join("blob")).unwrap();
+    std::os::unix::fs::FileExt::read_exact_at(&blob, &mut [0u8; 4096], 0).unwrap();
 
     let daemon = node.daemon.as_ref().unwrap();
     let first = daemon.worker_pid().expect("a supervised lazyfsd");
@@ -445,6 +451,17 @@ fn privileged_a_podman_container_reads_on_while_supervised_lazyfsd_restarts() {
         std::thread::sleep(Duration::from_millis(50));
     }
     rounds_grow("after kill -9");
+
+    // The layer store's mount was taken over too: the open blob reads on
+    // (the rest of it is FUSE reads the new daemon answers), and the names
+    // the kernel had looked up keep their meaning.
+    let mut whole = Vec::new();
+    std::io::Read::read_to_end(&mut &blob, &mut whole)
+        .unwrap_or_else(|e| panic!("reading the open blob: {e}\n{}", node.daemon_log()));
+    let sum = sha2::Sha256::digest(&whole);
+    assert_eq!(format!("sha256:{sum:x}"), digest, "the blob's bytes");
+    let info = std::fs::read_to_string(layer_dir.join("info")).unwrap();
+    assert!(info.contains(&digest), "{info}");
 
     // The layer store is mounted again: a new container starts.
     let os_release = node.podman_ok(&["run", "--rm", &node.lazy_image, "cat", "/etc/os-release"]);

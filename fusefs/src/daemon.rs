@@ -18,7 +18,7 @@ use crate::fuse::LazyFuse;
 use crate::fuse::passthrough::BackingTable;
 use crate::source::Stores;
 use crate::state::{DaemonState, StateParts};
-use crate::takeover;
+use crate::takeover::{self, Handover, MountRole};
 
 /// The configured HTTP stores, sharing the registry client's proxies.
 fn open_stores(config: &DaemonConfig, client: &RegistryClient) -> anyhow::Result<Stores> {
@@ -54,9 +54,10 @@ pub fn run(config: &DaemonConfig, ready: impl FnOnce()) -> anyhow::Result<()> {
         );
     }
     // Under `lazyfsd --supervise`: the socket to the supervisor, and the
-    // live mount's descriptor when this daemon replaces another.
+    // live mounts' descriptors when this daemon replaces another.
     let supervisor = takeover::inherited_fd(takeover::SUPERVISOR_FD_ENV)?;
-    let taken = takeover::inherited_fd(takeover::FUSE_FD_ENV)?;
+    let taken = takeover::inherited_fd(MountRole::Main.env())?;
+    let taken_store = takeover::inherited_fd(MountRole::Store.env())?;
     if supervisor.is_some() {
         crate::supervisor::unblock_inherited_signals();
     }
@@ -141,54 +142,45 @@ pub fn run(config: &DaemonConfig, ready: impl FnOnce()) -> anyhow::Result<()> {
     // Supervised, every request is read from the one descriptor the
     // supervisor also holds, so that none is lost when this process dies.
     fuse_config.clone_fd = supervisor.is_none();
-    let taking_over = taken.is_some();
-    let session = match taken {
-        Some(fuse) => {
-            let offer = takeover::SessionParams::load(&config.cache_dir)?;
-            takeover::session_on(fs, fuse, &offer, SessionACL::All, fuse_config)?
-        }
-        None => fuser::Session::new(fs, &config.mountpoint, &fuse_config)
-            .with_context(|| format!("mounting FUSE at {}", config.mountpoint.display()))?,
-    };
-    let fuse_fd = session.as_fd().try_clone_to_owned()?;
-    if !taking_over {
-        let offer = *offer.lock().expect("offer lock");
-        if let Some(offer) = offer
-            && let Err(e) = offer.save(&config.cache_dir)
-        {
-            tracing::warn!("saving the FUSE session's parameters: {e}");
-        }
-        if let Some(socket) = &supervisor {
-            takeover::send_fd(socket.as_fd(), fuse_fd.as_fd())
-                .context("handing the mount's descriptor to the supervisor")?;
-        }
-    }
-    let background = session.spawn().context("starting the FUSE session")?;
-    if taking_over {
-        tracing::info!(
-            "took over the FUSE session at {}",
-            config.mountpoint.display()
-        );
-        // Requests the dead daemon read but never answered are queued again.
-        if let Err(e) = takeover::resend_pending(fuse_fd.as_fd()) {
-            tracing::warn!("asking the kernel to resend pending requests: {e}");
-        }
-    }
-    drop(fuse_fd);
+    let background = takeover::start_session(
+        fs,
+        &offer,
+        fuse_config,
+        Handover {
+            role: MountRole::Main,
+            mountpoint: &config.mountpoint,
+            cache_dir: &config.cache_dir,
+            supervisor: supervisor.as_ref().map(AsFd::as_fd),
+            taken,
+        },
+    )?;
     state.set_notifier(background.notifier());
     let read_ahead = config.read_ahead_kib().map_err(anyhow::Error::msg)?;
     if let Err(e) = set_read_ahead(&config.mountpoint, read_ahead) {
         tracing::warn!("cannot set read-ahead to {read_ahead} KiB: {e:#}");
     }
 
+    let store_how = Handover {
+        role: MountRole::Store,
+        mountpoint: &config.layer_store,
+        cache_dir: &config.cache_dir,
+        supervisor: supervisor.as_ref().map(AsFd::as_fd),
+        taken: taken_store,
+    };
     let store = match config.layer_store.as_os_str().is_empty() {
-        true => None,
+        true => {
+            if let (Some(socket), Some(_)) = (&supervisor, &store_how.taken) {
+                // Served before, not now: the old mount must fail, not hang.
+                takeover::release(socket.as_fd(), MountRole::Store)?;
+            }
+            None
+        }
         false => {
             let session = crate::store::mount(
                 Arc::clone(&state),
                 runtime.handle().clone(),
                 &config.mountpoint,
-                &config.layer_store,
+                store_how,
             )?;
             Some((session, config.layer_store.clone()))
         }

@@ -1,13 +1,15 @@
-//! `lazyfsd --supervise`: a small parent that keeps the mount alive while
+//! `lazyfsd --supervise`: a small parent that keeps the mounts alive while
 //! daemons come and go. It starts lazyfsd, receives the `/dev/fuse`
-//! descriptor of its mount over a socket (SCM_RIGHTS) and holds it: when
-//! the daemon dies (crash, `kill -9`), the kernel keeps the connection and
-//! the requests in flight, and the supervisor starts the daemon again with
-//! that descriptor, which takes the session over (see `takeover`). SIGHUP
+//! descriptor of each of its mounts over a socket (SCM_RIGHTS) and holds
+//! them: when the daemon dies (crash, `kill -9`), the kernel keeps the
+//! connections and the requests in flight, and the supervisor starts the
+//! daemon again with those descriptors, which takes the sessions over (see
+//! `takeover`). SIGHUP
 //! replaces the daemon the same way, with the binary now on disk (an
 //! upgrade). SIGTERM or SIGINT stop the daemon (it unmounts) and then the
 //! supervisor.
 
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::process::{Child, Command};
@@ -20,7 +22,10 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
 use nix::unistd::Pid;
 
-use crate::takeover::{FUSE_FD_ENV, SUPERVISOR_FD_ENV, recv_fd};
+use crate::takeover::{MountRole, Notice, SUPERVISOR_FD_ENV, recv_notice};
+
+/// The mounts' descriptors the supervisor holds.
+type Held = BTreeMap<MountRole, OwnedFd>;
 
 /// A daemon that ran this long before dying is restarted at once.
 const STABLE_AFTER: Duration = Duration::from_secs(30);
@@ -60,17 +65,17 @@ pub fn supervise(args: &[OsString]) -> anyhow::Result<()> {
         None,
         SockFlag::SOCK_CLOEXEC,
     )?;
-    let mut fuse: Option<OwnedFd> = None;
+    let mut held = Held::new();
     let mut failures = 0u32;
     loop {
         let started = Instant::now();
-        let mut child = spawn(&exe, args, &theirs, fuse.as_ref())?;
+        let mut child = spawn(&exe, args, &theirs, &held)?;
         tracing::info!(
             pid = child.id(),
-            taking_over = fuse.is_some(),
+            taking_over = held.len(),
             "lazyfsd started"
         );
-        let outcome = watch(&mut child, &signal_fd, &ours, &mut fuse)?;
+        let outcome = watch(&mut child, &signal_fd, &ours, &mut held)?;
         match outcome {
             Outcome::Stopped => return Ok(()),
             Outcome::Replace => {
@@ -105,30 +110,32 @@ enum Outcome {
     Died(std::process::ExitStatus),
 }
 
-/// Starts the daemon with the supervisor socket and, if held, the mount's
-/// descriptor, both inherited under their numbers.
+/// Starts the daemon with the supervisor socket and the mounts'
+/// descriptors held, all inherited under their numbers.
 fn spawn(
     exe: &std::path::Path,
     args: &[OsString],
     socket: &OwnedFd,
-    fuse: Option<&OwnedFd>,
+    held: &Held,
 ) -> anyhow::Result<Child> {
     let mut command = Command::new(exe);
     command.args(args);
     inheritable(socket.as_fd(), true)?;
     command.env(SUPERVISOR_FD_ENV, socket.as_raw_fd().to_string());
-    match fuse {
-        Some(fd) => {
-            inheritable(fd.as_fd(), true)?;
-            command.env(FUSE_FD_ENV, fd.as_raw_fd().to_string());
-        }
-        None => {
-            command.env_remove(FUSE_FD_ENV);
+    for role in MountRole::ALL {
+        match held.get(&role) {
+            Some(fd) => {
+                inheritable(fd.as_fd(), true)?;
+                command.env(role.env(), fd.as_raw_fd().to_string());
+            }
+            None => {
+                command.env_remove(role.env());
+            }
         }
     }
     let child = command.spawn().context("starting lazyfsd");
     inheritable(socket.as_fd(), false)?;
-    if let Some(fd) = fuse {
+    for fd in held.values() {
         inheritable(fd.as_fd(), false)?;
     }
     child
@@ -144,13 +151,13 @@ fn inheritable(fd: BorrowedFd<'_>, yes: bool) -> nix::Result<()> {
     fcntl(fd, FcntlArg::F_SETFD(flags)).map(drop)
 }
 
-/// Waits for the daemon to end, keeping the descriptor it sends and
+/// Waits for the daemon to end, keeping the descriptors it sends and
 /// passing signals on.
 fn watch(
     child: &mut Child,
     signal_fd: &SignalFd,
     socket: &OwnedFd,
-    fuse: &mut Option<OwnedFd>,
+    held: &mut Held,
 ) -> anyhow::Result<Outcome> {
     let pid = Pid::from_raw(i32::try_from(child.id()).context("pid")?);
     let mut stopping = false;
@@ -166,9 +173,18 @@ fn watch(
         };
         let signal_ready = fds[0].any().unwrap_or(false);
         let socket_ready = fds[1].any().unwrap_or(false);
-        if socket_ready && let Some(fd) = recv_fd(socket.as_fd())? {
-            tracing::info!("holding the mount's FUSE descriptor");
-            *fuse = Some(fd);
+        if socket_ready {
+            match recv_notice(socket.as_fd())? {
+                Some(Notice::Hold(role, fd)) => {
+                    tracing::info!("holding the FUSE descriptor of the {role:?} mount");
+                    held.insert(role, fd);
+                }
+                Some(Notice::Release(role)) => {
+                    tracing::info!("releasing the FUSE descriptor of the {role:?} mount");
+                    held.remove(&role);
+                }
+                None => {}
+            }
         }
         if !signal_ready {
             continue;
@@ -191,11 +207,11 @@ fn watch(
         // SIGCHLD, or any signal: is the daemon gone?
         if let Some(status) = child.try_wait()? {
             if stopping || (status.success() && !replacing) {
-                // A normal stop unmounted: the descriptor is dead.
-                *fuse = None;
+                // A normal stop unmounted: the descriptors are dead.
+                held.clear();
                 return Ok(Outcome::Stopped);
             }
-            if fuse.is_none() {
+            if !held.contains_key(&MountRole::Main) {
                 tracing::warn!("lazyfsd ended before handing over its mount; it will mount again");
             }
             return Ok(match replacing {

@@ -6,6 +6,7 @@
 
 mod attach;
 mod info;
+mod journal;
 mod tree;
 
 use std::ffi::OsStr;
@@ -22,6 +23,7 @@ use fuser::{
 };
 
 use crate::state::DaemonState;
+use crate::takeover::{self, Handover, Offer, SessionParams};
 use attach::StoreAttacher;
 use tree::{Lookup, Node, StoreLayer, StoreTree};
 
@@ -35,23 +37,53 @@ struct LayerStoreFs {
     runtime: tokio::runtime::Handle,
     /// The main mount, where `diff` links point.
     mountpoint: PathBuf,
+    /// The kernel's INIT offer, kept for a daemon taking the mount over.
+    offer: Offer,
 }
 
-/// Mounts the store at `path`; it lives as long as the returned session.
+/// Mounts the store at `how.mountpoint`, or takes its live mount over; it
+/// lives as long as the returned session.
 pub(crate) fn mount(
     state: Arc<DaemonState>,
     runtime: tokio::runtime::Handle,
     mountpoint: &Path,
-    path: &Path,
+    how: Handover<'_>,
 ) -> anyhow::Result<fuser::BackgroundSession> {
-    crate::daemon::clean_stale_mount(path)?;
-    std::fs::create_dir_all(path).with_context(|| format!("creating {}", path.display()))?;
+    let path = how.mountpoint;
+    let journal = how.cache_dir.join("store-tree.json");
+    let tree = match how.taken {
+        Some(_) => {
+            let table = state.table();
+            let restored = StoreTree::restore(&journal, |digest| {
+                let layer = table.by_digest(digest)?;
+                Some(StoreLayer {
+                    info: info::layer_info(&layer),
+                    diff: mountpoint.join(&layer.digest),
+                    layer,
+                })
+            });
+            // Without it the mount still works; names the kernel had
+            // looked up answer ENOENT until they leave its cache.
+            restored.unwrap_or_else(|e| {
+                tracing::error!("restoring the layer store's names: {e:#}");
+                StoreTree::journaled(&journal)
+            })
+        }
+        None => {
+            crate::daemon::clean_stale_mount(path)?;
+            std::fs::create_dir_all(path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            StoreTree::journaled(&journal)
+        }
+    };
     let fs = LayerStoreFs {
-        tree: Arc::new(StoreTree::default()),
+        tree: Arc::new(tree),
         attacher: Arc::new(StoreAttacher::new(state)),
         runtime,
         mountpoint: mountpoint.to_owned(),
+        offer: Offer::default(),
     };
+    let offer = Arc::clone(&fs.offer);
     let mut config = Config::default();
     // Not read-only: storage creates `use` (answered ENOENT, which it
     // expects) and a read-only mount would fail that with EROFS.
@@ -63,11 +95,10 @@ pub(crate) fn mount(
     config.acl = SessionACL::All;
     // Lookups that attach are answered from the runtime, not these threads.
     config.n_threads = Some(2);
-    let session = fuser::Session::new(fs, path, &config)
-        .with_context(|| format!("mounting the layer store at {}", path.display()))?;
-    session
-        .spawn()
-        .context("starting the layer store's FUSE session")
+    // Supervised, requests are read from the descriptor the supervisor holds.
+    config.clone_fd = false;
+    takeover::start_session(fs, &offer, config, how)
+        .with_context(|| format!("serving the layer store at {}", path.display()))
 }
 
 impl LayerStoreFs {
@@ -102,6 +133,11 @@ impl LayerStoreFs {
 }
 
 impl Filesystem for LayerStoreFs {
+    fn init(&mut self, _req: &Request, config: &mut fuser::KernelConfig) -> std::io::Result<()> {
+        *self.offer.lock().expect("offer lock") = Some(SessionParams::of(config));
+        Ok(())
+    }
+
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         match self.tree.lookup(parent.0, name.as_bytes()) {
             Lookup::Found(ino) => match self.tree.attr(ino) {

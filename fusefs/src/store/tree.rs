@@ -5,7 +5,7 @@
 //! No I/O here.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::UNIX_EPOCH;
 
@@ -13,6 +13,7 @@ use base64::Engine;
 use fuser::{FileAttr, FileType, INodeNo};
 use lazy_oci::Reference;
 
+use super::journal::{Journal, Saved};
 use crate::fuse::layer::AttachedLayer;
 
 /// The store's root directory.
@@ -47,6 +48,9 @@ pub enum Node {
     Info(Arc<StoreLayer>),
     /// `…/blob`, the layer blob, read from the registry.
     Blob(Arc<StoreLayer>),
+    /// A restored node whose layer is no longer attached: its inode stays
+    /// taken, and answers ENOENT.
+    Gone,
 }
 
 /// The files of a layer directory, in inode order after the directory.
@@ -74,6 +78,8 @@ struct Inner {
     nodes: Vec<(u64, Vec<u8>, Node)>,
     /// Children by (parent inode, name).
     names: HashMap<(u64, Vec<u8>), u64>,
+    /// Where added nodes are saved, if anywhere.
+    journal: Option<Journal>,
 }
 
 /// The store's tree; nodes are added on lookup and never removed, so an
@@ -87,7 +93,7 @@ impl Default for StoreTree {
     fn default() -> Self {
         let inner = Inner {
             nodes: vec![(STORE_ROOT, Vec::new(), Node::Root)],
-            names: HashMap::new(),
+            ..Inner::default()
         };
         Self {
             inner: RwLock::new(inner),
@@ -96,22 +102,60 @@ impl Default for StoreTree {
 }
 
 impl StoreTree {
+    /// An empty tree that saves what lookups add to `journal`.
+    pub fn journaled(journal: &Path) -> Self {
+        let tree = Self::default();
+        tree.inner.write().expect("store tree lock").journal = Some(Journal::new(journal));
+        tree
+    }
+
+    /// The tree saved in `journal`, each layer from `layer_of(digest)`
+    /// (`None`: no longer attached, its inodes answer ENOENT); it goes on
+    /// saving there.
+    pub fn restore(
+        journal: &Path,
+        layer_of: impl Fn(&str) -> Option<StoreLayer>,
+    ) -> anyhow::Result<Self> {
+        let saved = Journal::load(journal)?;
+        let tree = Self::journaled(journal);
+        for node in saved {
+            match node {
+                Saved::Image { name } => {
+                    tree.lookup(STORE_ROOT, name.as_bytes());
+                }
+                Saved::Layer { parent, digest } => match layer_of(&digest) {
+                    Some(layer) => {
+                        tree.add_layer(parent, layer);
+                    }
+                    None => tree.add_gone_layer(parent, &digest),
+                },
+            }
+        }
+        Ok(tree)
+    }
+
     /// The node of inode `ino`.
     pub fn node(&self, ino: u64) -> Option<Node> {
         let index = usize::try_from(ino.checked_sub(1)?).ok()?;
         let inner = self.inner.read().expect("store tree lock");
-        inner.nodes.get(index).map(|(_, _, node)| node.clone())
+        match inner.nodes.get(index) {
+            Some((_, _, Node::Gone)) | None => None,
+            Some((_, _, node)) => Some(node.clone()),
+        }
     }
 
     /// Resolves `name` in directory `parent`. An image directory appears
     /// for any name that decodes to an image reference.
     pub fn lookup(&self, parent: u64, name: &[u8]) -> Lookup {
         if let Some(ino) = self.child(parent, name) {
-            return Lookup::Found(ino);
+            return match self.node(ino) {
+                Some(_) => Lookup::Found(ino),
+                None => Lookup::Missing,
+            };
         }
         match self.node(parent) {
             Some(Node::Root) => match decode_reference(name) {
-                Some(reference) => Lookup::Found(self.add(parent, name, Node::Image { reference })),
+                Some(reference) => Lookup::Found(self.add_image(name, reference)),
                 None => Lookup::Missing,
             },
             Some(Node::Image { reference }) => match std::str::from_utf8(name) {
@@ -133,6 +177,7 @@ impl StoreTree {
         if let Some(ino) = inner.names.get(&(parent, name.clone())) {
             return *ino;
         }
+        let digest = layer.layer.digest.clone();
         let layer = Arc::new(layer);
         let dir = inner.insert(parent, name, Node::Layer);
         let files = [
@@ -143,7 +188,21 @@ impl StoreTree {
         for (file, node) in LAYER_FILES.iter().zip(files) {
             inner.insert(dir, file.as_bytes().to_vec(), node);
         }
+        inner.save(Saved::Layer { parent, digest });
         dir
+    }
+
+    /// Takes the inodes of a restored layer directory that is gone.
+    fn add_gone_layer(&self, parent: u64, digest: &str) {
+        let mut inner = self.inner.write().expect("store tree lock");
+        let dir = inner.insert(parent, digest.as_bytes().to_vec(), Node::Gone);
+        for file in LAYER_FILES {
+            inner.insert(dir, file.as_bytes().to_vec(), Node::Gone);
+        }
+        inner.save(Saved::Layer {
+            parent,
+            digest: digest.to_owned(),
+        });
     }
 
     /// The entries of directory `ino`: (inode, name, attributes).
@@ -160,7 +219,7 @@ impl StoreTree {
         ];
         // Index 0 is the root, its own parent.
         for (i, (p, name, child)) in inner.nodes.iter().enumerate().skip(1) {
-            if *p == ino {
+            if *p == ino && !matches!(child, Node::Gone) {
                 let child_ino = ino_of_index(i);
                 items.push((child_ino, name.clone(), attr_of(child_ino, child)));
             }
@@ -178,16 +237,27 @@ impl StoreTree {
         inner.names.get(&(parent, name.to_vec())).copied()
     }
 
-    fn add(&self, parent: u64, name: &[u8], node: Node) -> u64 {
+    /// Adds image directory `name` to the root (or finds it).
+    fn add_image(&self, name: &[u8], reference: String) -> u64 {
         let mut inner = self.inner.write().expect("store tree lock");
-        match inner.names.get(&(parent, name.to_vec())) {
-            Some(ino) => *ino,
-            None => inner.insert(parent, name.to_vec(), node),
+        if let Some(ino) = inner.names.get(&(STORE_ROOT, name.to_vec())) {
+            return *ino;
         }
+        let ino = inner.insert(STORE_ROOT, name.to_vec(), Node::Image { reference });
+        inner.save(Saved::Image {
+            name: String::from_utf8_lossy(name).into_owned(),
+        });
+        ino
     }
 }
 
 impl Inner {
+    fn save(&mut self, node: Saved) {
+        if let Some(journal) = &mut self.journal {
+            journal.add(node);
+        }
+    }
+
     /// Adds `node` as `name` in `parent`; returns its inode.
     fn insert(&mut self, parent: u64, name: Vec<u8>, node: Node) -> u64 {
         let ino = ino_of_index(self.nodes.len());
@@ -235,6 +305,7 @@ pub fn attr_of(ino: u64, node: &Node) -> FileAttr {
         Node::Diff(l) => (FileType::Symlink, 0o777, l.diff.as_os_str().len() as u64),
         Node::Info(l) => (FileType::RegularFile, 0o444, l.info.len() as u64),
         Node::Blob(l) => (FileType::RegularFile, 0o444, l.layer.blob_size),
+        Node::Gone => (FileType::RegularFile, 0, 0),
     };
     FileAttr {
         ino: INodeNo(ino),
@@ -359,5 +430,50 @@ mod tests {
         assert_eq!(root, [STORE_ROOT, STORE_ROOT, image]);
         assert!(tree.list(blob).is_none(), "a file has no listing");
         assert!(tree.node(0).is_none() && tree.node(999).is_none());
+    }
+
+    #[test]
+    fn a_restored_tree_gives_every_inode_the_same_meaning() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = dir.path().join("store-tree.json");
+        let tree = StoreTree::journaled(&journal);
+        let Lookup::Found(a) = tree.lookup(STORE_ROOT, &encoded("localhost:5000/a:b")) else {
+            panic!("no image directory");
+        };
+        let Lookup::Found(c) = tree.lookup(STORE_ROOT, &encoded("localhost:5000/c:d")) else {
+            panic!("no image directory");
+        };
+        let in_a = tree.add_layer(a, store_layer());
+        let in_c = tree.add_layer(c, store_layer());
+        let listing = |tree: &StoreTree, ino| -> Vec<(u64, Vec<u8>)> {
+            let items = tree.list(ino).unwrap().into_iter();
+            items.map(|(i, n, _)| (i, n)).collect()
+        };
+
+        let restored = StoreTree::restore(&journal, |_| Some(store_layer())).unwrap();
+        for ino in [STORE_ROOT, a, c, in_a, in_c] {
+            assert_eq!(listing(&restored, ino), listing(&tree, ino), "inode {ino}");
+        }
+        let blob = in_c + 3;
+        assert_eq!(restored.attr(blob).unwrap().size, 1234);
+
+        // A layer detached meanwhile keeps its inodes, which answer ENOENT;
+        // what a lookup adds next takes the next inode, as before.
+        let gone = StoreTree::restore(&journal, |_| None).unwrap();
+        assert!(gone.node(in_a).is_none() && gone.attr(in_a + 3).is_none());
+        assert_eq!(gone.lookup(a, DIGEST.as_bytes()), Lookup::Missing);
+        assert_eq!(listing(&gone, a).len(), 2, "only . and ..");
+        let Lookup::Found(e) = gone.lookup(STORE_ROOT, &encoded("localhost:5000/e:f")) else {
+            panic!("no image directory");
+        };
+        assert_eq!(e, in_c + 4);
+        // The journal now holds the new directory too.
+        let again = StoreTree::restore(&journal, |_| None).unwrap();
+        assert_eq!(
+            again.lookup(STORE_ROOT, &encoded("localhost:5000/e:f")),
+            Lookup::Found(e)
+        );
+
+        assert!(StoreTree::restore(&dir.path().join("absent"), |_| None).is_err());
     }
 }
