@@ -25,9 +25,10 @@ struct Args {
     #[arg(long)]
     daemon: bool,
 
-    /// Run under a supervisor that keeps the mount alive across restarts:
-    /// when lazyfsd dies (a crash, kill -9) it is started again and takes
-    /// the live FUSE session over, so running containers keep reading
+    /// Run under a supervisor that keeps the mounts (the layers, Podman's
+    /// layer store) alive across restarts: when lazyfsd dies (a crash,
+    /// kill -9) it is started again and takes the live FUSE sessions over,
+    /// so running containers keep reading
     /// without an error. SIGHUP replaces lazyfsd with the binary now on
     /// disk the same way (an upgrade); SIGTERM stops both.
     #[arg(long)]
