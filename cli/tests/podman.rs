@@ -481,6 +481,39 @@ fn privileged_a_podman_container_reads_on_while_supervised_lazyfsd_restarts() {
         wrong.len(),
         sums.len()
     );
+    drop(sums);
+    drop(blob);
+
+    // An upgrade to a config without the layer store: the supervisor lets
+    // go of the old store mount, which then fails at once instead of hanging.
+    let config = std::fs::read_to_string(&node.daemon_files.config).unwrap();
+    let without: String = config
+        .lines()
+        .filter(|l| !l.starts_with("layer_store"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(without, config, "podman-setup wrote layer_store");
+    std::fs::write(&node.daemon_files.config, without).unwrap();
+    let before = daemon.worker_pid().unwrap();
+    kill(Pid::from_raw(daemon.pid().unwrap() as i32), Signal::SIGHUP).unwrap();
+    while daemon.worker_pid().is_none_or(|pid| pid == before) {
+        assert!(
+            Instant::now() < deadline + Duration::from_secs(60),
+            "no new lazyfsd"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A name the kernel has not cached, so the lookup reaches the mount.
+    let uncached = node.image_dir("localhost:1/never:looked-up");
+    let error = stat_within(uncached, Duration::from_secs(20));
+    assert!(
+        matches!(
+            error,
+            Some(std::io::ErrorKind::NotConnected | std::io::ErrorKind::ConnectionAborted)
+        ),
+        "{error:?}\n{}",
+        daemon.log()
+    );
 }
 
 /// The md5 of `data` in hex, as md5sum prints it.

@@ -169,8 +169,10 @@ pub fn run(config: &DaemonConfig, ready: impl FnOnce()) -> anyhow::Result<()> {
     };
     let store = match config.layer_store.as_os_str().is_empty() {
         true => {
-            if let (Some(socket), Some(_)) = (&supervisor, &store_how.taken) {
-                // Served before, not now: the old mount must fail, not hang.
+            if let (Some(socket), Some(taken)) = (&supervisor, store_how.taken) {
+                // Served before, not now: the old mount must fail, not hang,
+                // so no descriptor of it may stay open.
+                drop(taken);
                 takeover::release(socket.as_fd(), MountRole::Store)?;
             }
             None
