@@ -514,6 +514,8 @@ fn privileged_a_podman_container_reads_on_while_supervised_lazyfsd_restarts() {
         "{error:?}\n{}",
         daemon.log()
     );
+    // No daemon knows that mount now: unmounting it is the operator's.
+    nix::mount::umount2(&node.store, nix::mount::MntFlags::MNT_DETACH).unwrap();
 }
 
 /// The md5 of `data` in hex, as md5sum prints it.
