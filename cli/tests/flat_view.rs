@@ -20,41 +20,32 @@ fn lazyctl_ok(host: &Host, args: &[&str]) -> String {
     stdout(&out)
 }
 
-/// What `sh -c script` prints when chrooted into `root`.
-fn in_chroot(root: &Path, script: &str) -> String {
-    let out = Command::new("chroot")
+/// What `sh -c script` prints when `runner` runs image directory `root`:
+/// its command and arguments before `root`, then those after it.
+fn run_in(runner: (&[&str], &[&str]), root: &Path, script: &str) -> String {
+    let (before, after) = runner;
+    let out = Command::new(before[0])
+        .args(&before[1..])
         .arg(root)
+        .args(after)
         .args(["/bin/sh", "-c", script])
+        .env("USER", "root")
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "chroot {}: {}",
+        "{runner:?} {}: {}",
         root.display(),
         stderr(&out)
     );
     stdout(&out)
 }
 
-/// What `sh -c script` prints when Charliecloud's `ch-run` runs `root`:
-/// an HTC runtime that runs an image directory as it is (read-only, no
-/// overlay), as Apptainer runs a sandbox directory.
-fn in_ch_run(root: &Path, script: &str) -> String {
-    let out = Command::new("ch-run")
-        .env("USER", "root")
-        .args(["--no-passwd", "--cd=/"])
-        .arg(root)
-        .args(["--", "/bin/sh", "-c", script])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "ch-run {}: {}",
-        root.display(),
-        stderr(&out)
-    );
-    stdout(&out)
-}
+/// A plain chroot.
+const CHROOT: (&[&str], &[&str]) = (&["chroot"], &[]);
+/// Charliecloud's `ch-run`: an HTC runtime that runs an image directory as
+/// it is (read-only, no overlay), as Apptainer runs a sandbox directory.
+const CH_RUN: (&[&str], &[&str]) = (&["ch-run", "--no-passwd", "--cd=/"], &["--"]);
 
 const SCRIPT: &str = "cat /etc/motd /etc/changed /data/replace-me; ls -a /data /data/opaque; \
                       test -e /data/deleted || echo deleted is gone; busybox wc -c </data/big.bin";
@@ -82,13 +73,13 @@ fn privileged_a_flat_view_is_the_unpacked_image_and_runs_under_chroot_and_ch_run
         flat.display()
     );
     assert_same_tree(&unpacked, flat);
-    let expected = in_chroot(&unpacked, SCRIPT);
+    let expected = run_in(CHROOT, &unpacked, SCRIPT);
     assert!(
         expected.contains("now a file") && expected.contains("deleted is gone"),
         "{expected}"
     );
-    assert_eq!(in_chroot(flat, SCRIPT), expected);
-    assert_eq!(in_ch_run(flat, SCRIPT), expected);
+    assert_eq!(run_in(CHROOT, flat, SCRIPT), expected);
+    assert_eq!(run_in(CH_RUN, flat, SCRIPT), expected);
     let again = lazyctl_ok(&host, &["attach", "--flat", &image]);
     assert_eq!(Path::new(again.trim()), flat, "one view per image");
 

@@ -441,15 +441,7 @@ fn privileged_a_podman_container_reads_on_while_supervised_lazyfsd_restarts() {
     let daemon = node.daemon.as_ref().unwrap();
     let first = daemon.worker_pid().expect("a supervised lazyfsd");
     kill(Pid::from_raw(first as i32), Signal::SIGKILL).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while daemon.worker_pid().is_none_or(|pid| pid == first) {
-        assert!(
-            Instant::now() < deadline,
-            "no new lazyfsd:\n{}",
-            daemon.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    daemon.wait_for_new_worker(first);
     rounds_grow("after kill -9");
 
     // The layer store's mount was taken over too: the open blob reads on
@@ -496,13 +488,7 @@ fn privileged_a_podman_container_reads_on_while_supervised_lazyfsd_restarts() {
     std::fs::write(&node.daemon_files.config, without).unwrap();
     let before = daemon.worker_pid().unwrap();
     kill(Pid::from_raw(daemon.pid().unwrap() as i32), Signal::SIGHUP).unwrap();
-    while daemon.worker_pid().is_none_or(|pid| pid == before) {
-        assert!(
-            Instant::now() < deadline + Duration::from_secs(60),
-            "no new lazyfsd"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    daemon.wait_for_new_worker(before);
     // A name the kernel has not cached, so the lookup reaches the mount.
     let uncached = node.image_dir("localhost:1/never:looked-up");
     let error = stat_within(uncached, Duration::from_secs(20));

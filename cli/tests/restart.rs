@@ -62,26 +62,6 @@ fn reader(
     })
 }
 
-/// Waits until the supervisor runs a lazyfsd other than `old` and its
-/// control socket answers.
-fn wait_for_new_worker(host: &Host, daemon: &DaemonProcess, old: u32) -> u32 {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(pid) = daemon.worker_pid()
-            && pid != old
-            && host.lazyctl(&["ls"]).status.success()
-        {
-            return pid;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no new lazyfsd after 30 s:\n{}",
-            daemon.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Lets the readers make progress: waits until `rounds` grows by 2.
 fn progress(rounds: &AtomicU64, what: &str) {
     let start = rounds.load(Ordering::Relaxed);
@@ -172,7 +152,7 @@ fn privileged_readers_see_no_error_while_lazyfsd_is_killed_and_replaced() {
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
-    let second = wait_for_new_worker(&host, &daemon, first);
+    let second = daemon.wait_for_new_worker(first);
     progress(&rounds, "after kill -9");
 
     // An upgrade: a new binary is installed (a new file, renamed over the
@@ -185,7 +165,7 @@ fn privileged_readers_see_no_error_while_lazyfsd_is_killed_and_replaced() {
         nix::sys::signal::Signal::SIGHUP,
     )
     .unwrap();
-    let third = wait_for_new_worker(&host, &daemon, second);
+    let third = daemon.wait_for_new_worker(second);
     let running = std::fs::metadata(format!("/proc/{third}/exe")).unwrap();
     let new = std::fs::metadata(&installed).unwrap();
     assert_eq!(

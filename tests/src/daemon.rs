@@ -116,6 +116,27 @@ impl DaemonProcess {
         children.split_whitespace().next()?.parse().ok()
     }
 
+    /// Waits (30 s at most) until the supervisor runs a lazyfsd other
+    /// than `old` that listens on its control socket (bound once its
+    /// mounts are served); returns its process id.
+    pub fn wait_for_new_worker(&self, old: u32) -> u32 {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(pid) = self.worker_pid()
+                && pid != old
+                && std::os::unix::net::UnixStream::connect(&self.files.socket).is_ok()
+            {
+                return pid;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no new lazyfsd after 30 s:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// (Re)starts the process.
     pub fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new()
