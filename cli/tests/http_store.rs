@@ -309,10 +309,10 @@ fn privileged_a_dead_proxy_is_passed_over_and_tried_again_after_its_backoff() {
     );
 }
 
-/// Whether `condition` holds within 3 s: squid and nginx write a
+/// Whether `condition` holds within 5 s: squid and nginx write a
 /// request's log line after the response, so a count can lag a read.
 fn eventually(condition: impl Fn() -> bool) -> bool {
-    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while !condition() {
         if std::time::Instant::now() > deadline {
             return false;
