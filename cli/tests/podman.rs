@@ -41,7 +41,7 @@ struct Node {
     store: PathBuf,
     lazy_image: String,
     plain_image: String,
-    _work: tempfile::TempDir,
+    work: tempfile::TempDir,
 }
 
 impl Node {
@@ -90,7 +90,7 @@ impl Node {
             store,
             lazy_image,
             plain_image,
-            _work: work,
+            work,
         }
     }
 
@@ -398,7 +398,7 @@ fn privileged_a_podman_container_reads_on_while_supervised_lazyfsd_restarts() {
     node.pull_ok(&node.lazy_image);
     let expected = md5_hex(&noise(BIG_FILE_LEN, 42));
     // Reads big.bin whole, O_DIRECT (no page cache), over and over.
-    let control = node._work.path().join("control");
+    let control = node.work.path().join("control");
     std::fs::create_dir(&control).unwrap();
     let volume = format!("{}:/control", control.display());
     let mut container = node
