@@ -4,10 +4,9 @@
 //! them: when the daemon dies (crash, `kill -9`), the kernel keeps the
 //! connections and the requests in flight, and the supervisor starts the
 //! daemon again with those descriptors, which takes the sessions over (see
-//! `takeover`). SIGHUP
-//! replaces the daemon the same way, with the binary now on disk (an
-//! upgrade). SIGTERM or SIGINT stop the daemon (it unmounts) and then the
-//! supervisor.
+//! `takeover`). SIGHUP replaces the daemon the same way, with the binary
+//! now on disk (an upgrade). SIGTERM or SIGINT stop the daemon (it
+//! unmounts) and then the supervisor.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
