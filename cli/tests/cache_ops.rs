@@ -11,6 +11,7 @@ use lazy_control::protocol::ImageUsage;
 use lazy_testkit::daemon::{DaemonFiles, DaemonProcess};
 use lazy_testkit::images::noise;
 use lazy_testkit::layout::{TestCompression, write_oci_image};
+use lazy_testkit::process::md5_hex;
 use lazy_testkit::require_privileges;
 use lazy_testkit::tarball::TarLayer;
 use lazyrun_host::{Host, code, sibling, stderr, stdout};
@@ -85,22 +86,10 @@ fn privileged_pinned_images_survive_gc_and_quota_pressure_unpinned_ones_go_first
 
     // Six containers at once read all of big.bin (5 MiB) and more: the
     // cache stays within its quota, and only their own chunks make room.
-    let expected = std::process::Command::new("sh")
-        .arg("-c")
-        .arg("md5sum | cut -c1-32")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            use std::io::Write as _;
-            c.stdin
-                .take()
-                .unwrap()
-                .write_all(&noise(lazy_testkit::images::BIG_FILE_LEN, 42))?;
-            c.wait_with_output()
-        })
-        .unwrap();
-    let expected = String::from_utf8(expected.stdout).unwrap();
+    let expected = format!(
+        "{}\n",
+        md5_hex(&noise(lazy_testkit::images::BIG_FILE_LEN, 42))
+    );
     let containers: Vec<_> = (0..6)
         .map(|_| {
             host.command(&[
@@ -182,24 +171,11 @@ fn privileged_a_pinned_image_runs_offline_across_a_daemon_crash() {
     ]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let expected = noise(lazy_testkit::images::BIG_FILE_LEN, 42);
-    let md5 = hex_md5(&expected);
+    let md5 = md5_hex(&expected);
     assert_eq!(
         stdout(&out),
         format!("welcome to the lazy test image\n{md5}\n")
     );
     let stats = host.stats();
     assert_eq!(stats.requests, 0, "nothing was fetched: {stats:?}");
-}
-
-/// The md5 of `data` as `md5sum` prints it (computed by md5sum itself).
-fn hex_md5(data: &[u8]) -> String {
-    use std::io::Write as _;
-    let mut child = std::process::Command::new("md5sum")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(data).unwrap();
-    let out = child.wait_with_output().unwrap();
-    String::from_utf8(out.stdout).unwrap()[..32].to_owned()
 }

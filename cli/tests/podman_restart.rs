@@ -6,11 +6,12 @@
 mod podman_node;
 
 use std::io::{BufRead as _, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lazy_testkit::images::{BIG_FILE_LEN, noise};
+use lazy_testkit::process::md5_hex;
 use lazy_testkit::require_privileges;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -128,17 +129,4 @@ fn privileged_a_podman_container_reads_on_while_supervised_lazyfsd_restarts() {
     );
     // No daemon knows that mount now: unmounting it is the operator's.
     nix::mount::umount2(&node.store, nix::mount::MntFlags::MNT_DETACH).unwrap();
-}
-
-/// The md5 of `data` in hex, as md5sum prints it.
-fn md5_hex(data: &[u8]) -> String {
-    let mut child = Command::new("md5sum")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(child.stdin.as_mut().unwrap(), data).unwrap();
-    drop(child.stdin.take());
-    let out = child.wait_with_output().unwrap();
-    String::from_utf8(out.stdout).unwrap()[..32].to_owned()
 }

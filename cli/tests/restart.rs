@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use lazy_testkit::daemon::{DaemonFiles, DaemonProcess};
 use lazy_testkit::images::{BIG_FILE_LEN, noise};
+use lazy_testkit::process::md5_hex;
 use lazy_testkit::require_privileges;
 use lazyrun_host::{Host, sibling, stderr, stdout};
 
@@ -104,16 +105,7 @@ fn privileged_readers_see_no_error_while_lazyfsd_is_killed_and_replaced() {
     let expected = Arc::new(noise(BIG_FILE_LEN, 42));
 
     // A container reading the same file in a loop, O_DIRECT, all the while.
-    let md5 = {
-        let mut child = std::process::Command::new("md5sum")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        std::io::Write::write_all(child.stdin.as_mut().unwrap(), &expected).unwrap();
-        drop(child.stdin.take());
-        String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap()[..32].to_owned()
-    };
+    let md5 = md5_hex(&expected);
     let control = host.work.path().join("control");
     std::fs::create_dir(&control).unwrap();
     let volume = format!("{}:/control", control.display());
