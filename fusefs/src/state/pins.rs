@@ -8,6 +8,7 @@ use std::sync::Arc;
 use lazy_control::protocol::ImageUsage;
 use lazy_control::size::human;
 use lazy_control::{ControlError, ErrorKind};
+use lazy_format::ChunkDigest;
 
 use super::attached::{AttachList, AttachRecord};
 use super::{DaemonState, OpResult, chunk_digests};
@@ -31,25 +32,17 @@ impl DaemonState {
     }
 
     fn usage_of(&self, image: &str, records: &[&AttachRecord]) -> ImageUsage {
-        let mut seen = HashSet::new();
-        let (mut bytes, mut cached_bytes) = (0, 0);
-        for layer in records
+        let chunks = self.distinct_chunks(records.iter().copied());
+        let bytes = chunks.iter().map(|&(_, size)| size).sum();
+        let cached_bytes = chunks
             .iter()
-            .filter_map(|r| self.table.by_digest(&r.digest))
-        {
-            for chunk in &layer.meta.chunks {
-                if seen.insert(chunk.digest) {
-                    bytes += u64::from(chunk.size);
-                    if self.cache.contains(&chunk.digest) {
-                        cached_bytes += u64::from(chunk.size);
-                    }
-                }
-            }
-        }
+            .filter(|(digest, _)| self.cache.contains(digest))
+            .map(|&(_, size)| size)
+            .sum();
         ImageUsage {
             image: image.to_owned(),
             layers: records.len() as u64,
-            chunks: seen.len() as u64,
+            chunks: chunks.len() as u64,
             bytes,
             cached_bytes,
             pinned: !records.is_empty() && records.iter().all(|r| r.pinned_by(image)),
@@ -101,19 +94,15 @@ impl DaemonState {
     /// not all stay in the cache: better than fetching it all to find out.
     fn check_pin_fits(&self, image: &str) -> OpResult<()> {
         let list = self.attached.lock().expect("attach list lock");
-        let mut seen = HashSet::new();
-        let mut bytes = 0;
         let pinned_after = list
             .records
             .iter()
             .filter(|r| r.pinned || r.images.iter().any(|i| i == image));
-        for layer in pinned_after.filter_map(|r| self.table.by_digest(&r.digest)) {
-            for chunk in &layer.meta.chunks {
-                if seen.insert(chunk.digest) {
-                    bytes += u64::from(chunk.size);
-                }
-            }
-        }
+        let bytes: u64 = self
+            .distinct_chunks(pinned_after)
+            .iter()
+            .map(|&(_, size)| size)
+            .sum();
         let quota = self.cache.config().quota_bytes;
         if bytes <= quota {
             return Ok(());
@@ -128,6 +117,23 @@ impl DaemonState {
                 human(quota)
             ),
         ))
+    }
+
+    /// Each chunk of the attached layers of `records` once, with its size.
+    fn distinct_chunks<'a>(
+        &self,
+        records: impl Iterator<Item = &'a AttachRecord>,
+    ) -> Vec<(ChunkDigest, u64)> {
+        let mut seen = HashSet::new();
+        let mut chunks = Vec::new();
+        for layer in records.filter_map(|r| self.table.by_digest(&r.digest)) {
+            for chunk in &layer.meta.chunks {
+                if seen.insert(chunk.digest) {
+                    chunks.push((chunk.digest, u64::from(chunk.size)));
+                }
+            }
+        }
+        chunks
     }
 
     /// Sets the pin of `image` on its layers and saves the list; returns the layers.
